@@ -1,0 +1,46 @@
+"""Typed settings, read once from the environment (and a local ``.env``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each one is an environment variable of the same name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # Job store. Unset REDIS_URL = in-memory store (one gunicorn worker only).
+    redis_url: str | None = None
+    redis_job_ttl: int = Field(86400, ge=60, description="seconds a queued/processing job lives")
+    redis_completed_ttl: int = Field(3600, ge=60, description="seconds a completed job lives")
+    redis_failed_ttl: int = Field(86400, ge=60, description="seconds a failed job lives")
+
+    # Uploads and limits.
+    max_upload_mb: int = Field(200, ge=1)
+    max_pages: int = Field(10000, ge=1)
+    upload_dir: str | None = None  # parent of per-job temp dirs; default: the system temp dir
+
+    # Work.
+    extract_workers: int = Field(2, ge=1, le=32)
+    sync_timeout_s: float = Field(120.0, gt=0)
+    default_chunk_size: int = Field(1500, ge=100, le=2000)
+    default_chunk_overlap: int = Field(400, ge=0, le=1000)
+
+    log_level: str = "INFO"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """Return the upload cap in bytes."""
+        return self.max_upload_mb * 1024 * 1024
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, with explicit overrides winning."""
+    return Settings(**overrides)

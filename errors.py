@@ -1,0 +1,198 @@
+"""Errors the service reports, each with a stable ``code`` and an HTTP status.
+
+Every failure a client can see is one of these; the API turns any of them into
+the single error body ``{"success": false, "error": <sentence>, "error_code": <code>}``.
+Anything else that escapes is logged and answered as ``internal_error`` without detail.
+
+ExtractorError (500 internal_error)
+├── RequestError (400)
+│   ├── MissingFile, InvalidFileType, FileTooSmall, InvalidPagesSpec,
+│   └── InvalidField (bad chunk_size, extract_type, ...)
+├── AuthError (401 unauthorized)
+├── JobNotFound (404 job_not_found)
+├── PayloadTooLarge (413 file_too_large)
+├── ServiceUnavailable (503)
+│   └── JobStoreUnavailable (503 job_store_unavailable)
+├── SyncTimeout (504 sync_timeout)
+└── ExtractionError (422; a job's failure outcome, stored on the job)
+    ├── PasswordRequired, WrongPassword, CorruptPdf, TooManyPages, InvalidPages,
+    ├── NoText, NoTextLayer, ParserCrash, ExtractTimeout, Stalled, MemoryLimit,
+    └── Cancelled, WorkerLost
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ExtractorError(Exception):
+    """Base of every error the service reports to a client."""
+
+    code = "internal_error"
+    status = 500
+    default_message = "The server hit an unexpected error. Please try again."
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+    def to_body(self) -> dict[str, Any]:
+        """Return the one JSON error body shape."""
+        return {"success": False, "error": self.message, "error_code": self.code, **self.details}
+
+
+class RequestError(ExtractorError):
+    code = "bad_request"
+    status = 400
+    default_message = "The request is not valid."
+
+
+class MissingFile(RequestError):
+    code = "missing_file"
+    default_message = "No file was uploaded: send the PDF as the multipart field 'file'."
+
+
+class InvalidFileType(RequestError):
+    code = "invalid_file_type"
+    default_message = "Only PDF files are accepted."
+
+
+class FileTooSmall(RequestError):
+    code = "file_too_small"
+    default_message = "The file is too small to be a PDF."
+
+
+class InvalidPagesSpec(RequestError):
+    code = "invalid_pages_spec"
+    default_message = "The 'pages' field must look like '1,3,5-9' (1-based page numbers)."
+
+
+class InvalidField(RequestError):
+    code = "invalid_field"
+
+
+class AuthError(ExtractorError):
+    code = "unauthorized"
+    status = 401
+    default_message = "A valid API key is required."
+
+
+class JobNotFound(ExtractorError):
+    code = "job_not_found"
+    status = 404
+    default_message = "Job not found"
+
+
+class PayloadTooLarge(ExtractorError):
+    code = "file_too_large"
+    status = 413
+    default_message = "The upload is larger than this service accepts."
+
+
+class ServiceUnavailable(ExtractorError):
+    code = "service_unavailable"
+    status = 503
+    default_message = "The service is temporarily unavailable. Please retry shortly."
+    retry_after = 5
+
+
+class JobStoreUnavailable(ServiceUnavailable):
+    code = "job_store_unavailable"
+    default_message = "The job store is unreachable right now. Please retry shortly."
+
+
+class SyncTimeout(ExtractorError):
+    code = "sync_timeout"
+    status = 504
+    default_message = "Extraction is taking longer than this request may wait; poll the job instead."
+
+
+class ExtractionError(ExtractorError):
+    """A job's failure outcome: stored on the job, and 422 on the synchronous routes."""
+
+    code = "extraction_failed"
+    status = 422
+    default_message = "The PDF could not be extracted."
+
+
+class PasswordRequired(ExtractionError):
+    code = "password_required"
+    default_message = "The PDF is encrypted: send its password in the 'password' field."
+
+
+class WrongPassword(ExtractionError):
+    code = "wrong_password"
+    default_message = "The password does not open this PDF."
+
+
+class CorruptPdf(ExtractionError):
+    code = "corrupt_pdf"
+    default_message = "The file is damaged and cannot be opened as a PDF."
+
+
+class TooManyPages(ExtractionError):
+    code = "too_many_pages"
+    default_message = "The PDF has more pages than this service accepts."
+
+
+class InvalidPages(ExtractionError):
+    code = "invalid_pages"
+    default_message = "The requested pages are not in this document."
+
+
+class NoText(ExtractionError):
+    code = "no_pages"
+    default_message = "The PDF has no pages."
+
+
+class NoTextLayer(ExtractionError):
+    code = "no_text_layer"
+    default_message = (
+        "No selected page has a text layer (scanned or image-only PDF); OCR is not applied yet."
+    )
+
+
+class ParserCrash(ExtractionError):
+    code = "parser_crash"
+    default_message = "The PDF parser failed on this file."
+
+
+class ExtractTimeout(ExtractionError):
+    code = "timeout"
+    default_message = "Extraction took longer than the time allowed for this document."
+
+
+class Stalled(ExtractionError):
+    code = "stalled"
+    default_message = "Extraction stopped making progress and was stopped."
+
+
+class MemoryLimit(ExtractionError):
+    code = "memory_limit"
+    default_message = "The PDF needs more memory than this service allows for one document."
+
+
+class Cancelled(ExtractionError):
+    code = "cancelled"
+    default_message = "The job was cancelled."
+
+
+class WorkerLost(ExtractionError):
+    code = "worker_lost"
+    default_message = "The server running this job stopped before it finished; please resubmit."
+
+
+EXTRACTION_ERRORS: dict[str, type[ExtractionError]] = {
+    cls.code: cls
+    for cls in (
+        PasswordRequired, WrongPassword, CorruptPdf, TooManyPages, InvalidPages, NoText,
+        NoTextLayer, ParserCrash, ExtractTimeout, Stalled, MemoryLimit, Cancelled, WorkerLost,
+    )
+}
+
+
+def extraction_error(code: str, message: str | None = None) -> ExtractionError:
+    """Build the extraction error for a stable code (unknown codes become parser_crash)."""
+    cls = EXTRACTION_ERRORS.get(code, ParserCrash)
+    return cls(message)
