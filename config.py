@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,10 +35,49 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Who may call (security issue). Comma-separated lists.
+    api_keys: str = ""
+    trusted_api_keys: str = ""
+    allowed_upload_devices: str = "web,mobile,api"
+    pdf_reject_features: str = ""
+    dangerous_content: Literal["off", "flag", "reject"] = "flag"
+
+    # Antivirus (clamd). Unset socket and host = not configured.
+    clamav_socket: str | None = None
+    clamav_host: str | None = None
+    clamav_port: int = 3310
+    clamav_fail_mode: Literal["closed", "open"] = "closed"
+    clamav_timeout_s: float = Field(30.0, gt=0)
+
+    # Nhost (Hasura GraphQL). No defaults for secrets.
+    nhost_graphql_url: str | None = None
+    nhost_subdomain: str | None = None
+    nhost_region: str | None = None
+    nhost_admin_secret: str | None = None
+    nhost_jwt_secret: str | None = None
+    nhost_documents_table: str = "documents"
+    nhost_chunks_table: str = "document_chunks"
+    nhost_batch_size: int = Field(100, ge=1, le=1000)
+    nhost_timeout_s: float = Field(60.0, gt=0)
+
     @property
     def max_upload_bytes(self) -> int:
         """Return the upload cap in bytes."""
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def nhost_url(self) -> str | None:
+        """Return the Nhost GraphQL endpoint, built from subdomain and region when not given."""
+        if self.nhost_graphql_url:
+            return self.nhost_graphql_url
+        if self.nhost_subdomain and self.nhost_region:
+            return f"https://{self.nhost_subdomain}.graphql.{self.nhost_region}.nhost.run/v1"
+        return None
+
+
+def split_list(value: str) -> list[str]:
+    """Split a comma-separated setting into its non-empty, stripped items."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def load_settings(**overrides: Any) -> Settings:
