@@ -18,6 +18,7 @@ class Settings(BaseSettings):
 
     # Job store. Unset REDIS_URL = in-memory store (one gunicorn worker only).
     redis_url: str | None = None
+    redis_key_prefix: str = Field("pdfx", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     redis_job_ttl: int = Field(86400, ge=60, description="seconds a queued/processing job lives")
     redis_completed_ttl: int = Field(3600, ge=60, description="seconds a completed job lives")
     redis_failed_ttl: int = Field(86400, ge=60, description="seconds a failed job lives")
