@@ -105,7 +105,9 @@ class JobStoreUnavailable(ServiceUnavailable):
 class SyncTimeout(ExtractorError):
     code = "sync_timeout"
     status = 504
-    default_message = "Extraction is taking longer than this request may wait; poll the job instead."
+    default_message = (
+        "Extraction is taking longer than this request may wait; poll the job instead."
+    )
 
 
 class ExtractionError(ExtractorError):
@@ -186,8 +188,19 @@ class WorkerLost(ExtractionError):
 EXTRACTION_ERRORS: dict[str, type[ExtractionError]] = {
     cls.code: cls
     for cls in (
-        PasswordRequired, WrongPassword, CorruptPdf, TooManyPages, InvalidPages, NoText,
-        NoTextLayer, ParserCrash, ExtractTimeout, Stalled, MemoryLimit, Cancelled, WorkerLost,
+        PasswordRequired,
+        WrongPassword,
+        CorruptPdf,
+        TooManyPages,
+        InvalidPages,
+        NoText,
+        NoTextLayer,
+        ParserCrash,
+        ExtractTimeout,
+        Stalled,
+        MemoryLimit,
+        Cancelled,
+        WorkerLost,
     )
 }
 

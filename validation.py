@@ -1,0 +1,166 @@
+"""Checks on an upload and its form fields, before anything is queued."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from config import Settings
+from errors import (
+    FileTooSmall,
+    InvalidField,
+    InvalidFileType,
+    InvalidPagesSpec,
+    PayloadTooLarge,
+)
+
+MIN_UPLOAD_BYTES = 100
+PDF_MAGIC = b"%PDF-"
+EXTRACT_TYPES = ("all", "text", "metadata", "tables")
+MAX_CHUNK_SIZE = 2000
+MIN_CHUNK_SIZE = 100
+_PAGES_ITEM = re.compile(r"^(\d{1,7})(?:-(\d{1,7}))?$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What the client asked for; everything but the password is kept on the job."""
+
+    filename: str
+    extract_type: str = "all"
+    pages: tuple[tuple[int, int], ...] | None = None
+    include_tables: bool = False
+    chunk_size: int = 1500
+    chunk_overlap: int = 400
+    password: str | None = None
+    user_id: str | None = None
+    upload_device: str | None = None
+    send_to_nhost: bool = False
+    send_webhook: bool = False
+
+    @property
+    def wants_text(self) -> bool:
+        """Return whether page text (and so chunks) is extracted."""
+        return self.extract_type in ("all", "text", "tables")
+
+    @property
+    def wants_tables(self) -> bool:
+        """Return whether tables are extracted."""
+        return self.include_tables or self.extract_type == "tables"
+
+    def public(self) -> dict:
+        """Return the options as stored on the job: never the password."""
+        fields = asdict(self)
+        fields.pop("password")
+        fields["pages"] = [list(r) for r in self.pages] if self.pages else None
+        return fields
+
+
+def parse_pages_spec(spec: str | None) -> tuple[tuple[int, int], ...] | None:
+    """Parse "1,3,5-9" into 1-based inclusive ranges; empty means every page."""
+    if spec is None or not spec.strip() or spec.strip().lower() == "all":
+        return None
+    ranges = []
+    for item in spec.replace(" ", "").split(","):
+        match = _PAGES_ITEM.match(item)
+        if not match:
+            raise InvalidPagesSpec(f"'{item[:20]}' is not a page number or range like 5-9.")
+        start = int(match.group(1))
+        end = int(match.group(2) or start)
+        if start < 1 or end < start:
+            raise InvalidPagesSpec(f"'{item}' is not a valid range: pages start at 1, low-high.")
+        ranges.append((start, end))
+    return tuple(ranges)
+
+
+def parse_bool(form: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """Read a boolean form field ("true"/"false"/"1"/"0"...)."""
+    value = form.get(name)
+    if value is None:
+        return default
+    value = value.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidField(f"'{name}' must be true or false.", field=name)
+
+
+def parse_int(form: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """Read an integer form field bounded to [low, high]."""
+    value = form.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise InvalidField(f"'{name}' must be a whole number.", field=name) from None
+    if not low <= number <= high:
+        raise InvalidField(f"'{name}' must be between {low} and {high}.", field=name)
+    return number
+
+
+def parse_extract_type(form: Mapping[str, str], forced: str | None = None) -> str:
+    """Read extract_type (a shortcut route forces it)."""
+    value = forced or (form.get("extract_type") or "all").strip().lower()
+    if value not in EXTRACT_TYPES:
+        raise InvalidField(
+            "'extract_type' must be one of all, text, metadata, tables.", field="extract_type"
+        )
+    return value
+
+
+def check_filename(name: str | None) -> str:
+    """Return the upload's name if it ends in .pdf."""
+    name = (name or "").strip()
+    if not name.lower().endswith(".pdf"):
+        raise InvalidFileType("Only PDF files are accepted: the file name must end in .pdf.")
+    return name
+
+
+def parse_options(
+    form: Mapping[str, str],
+    upload_name: str | None,
+    settings: Settings,
+    forced_type: str | None = None,
+) -> JobOptions:
+    """Build JobOptions from the multipart form fields, or raise a 400 error."""
+    chunk_size = parse_int(
+        form, "chunk_size", settings.default_chunk_size, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE
+    )
+    return JobOptions(
+        filename=check_filename(form.get("filename") or upload_name),
+        extract_type=parse_extract_type(form, forced_type),
+        pages=parse_pages_spec(form.get("pages")),
+        include_tables=parse_bool(form, "include_tables"),
+        chunk_size=chunk_size,
+        chunk_overlap=parse_int(
+            form,
+            "chunk_overlap",
+            min(settings.default_chunk_overlap, chunk_size // 2),
+            0,
+            chunk_size // 2,
+        ),
+        password=form.get("password") or None,
+        user_id=(form.get("user_id") or "").strip() or None,
+        upload_device=(form.get("upload_device") or "").strip() or None,
+        send_to_nhost=parse_bool(form, "send_to_nhost"),
+        send_webhook=parse_bool(form, "send_webhook"),
+    )
+
+
+def check_upload_file(path: Path, settings: Settings) -> int:
+    """Check a stored upload's size and PDF header; return its size in bytes."""
+    size = path.stat().st_size
+    if size > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"The file is larger than {settings.max_upload_mb} MB.")
+    if size < MIN_UPLOAD_BYTES:
+        raise FileTooSmall(f"The file is {size} bytes: too small to be a PDF.")
+    with path.open("rb") as handle:
+        if handle.read(len(PDF_MAGIC)) != PDF_MAGIC:
+            raise InvalidFileType("The file does not start with %PDF-: it is not a PDF.")
+    return size
