@@ -1,0 +1,453 @@
+"""Job records for asynchronous extractions, kept in Redis or (single worker) in memory.
+
+The model, rq-style:
+
+* A job is a small JSON record keyed by ``job_id``: ``status``, ``stage``, ``progress``,
+  ``message``, ``pages_done``/``pages_total``, and on failure ``error``/``error_code``.
+  A completed job also has ``data`` (the extraction result, possibly several MB).
+* ``status`` moves only along ``ALLOWED_TRANSITIONS``: queued -> processing -> completed,
+  with failed reachable from any non-terminal status. Completed and failed are terminal:
+  any later write raises ``InvalidTransition``. The check is atomic against concurrent
+  writers (Redis WATCH/MULTI; a lock in memory), so when two writers race to finish a
+  job exactly one wins.
+* Every record lives for the TTL of its current status (``JobTtls``); each write restarts it.
+  ``expires_at`` says when the record will vanish unless written again.
+* In Redis the record sits at ``<prefix>:job:<id>`` and ``data`` at ``<prefix>:job:<id>:result``
+  with the same TTL, so per-page progress writes never rewrite the large result.
+* Timestamps are ISO-8601 UTC strings ending in ``Z``.
+* A Redis failure is always ``errors.JobStoreUnavailable``: never a false "not found".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+import errors
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "pdfx"
+MAX_WATCH_RETRIES = 100
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+
+ALLOWED_TRANSITIONS: dict[JobStatus, set[JobStatus]] = {
+    JobStatus.QUEUED: {JobStatus.PROCESSING, JobStatus.FAILED},
+    JobStatus.PROCESSING: {JobStatus.PROCESSING, JobStatus.COMPLETED, JobStatus.FAILED},
+    JobStatus.COMPLETED: set(),
+    JobStatus.FAILED: set(),
+}
+
+
+class Stage(StrEnum):
+    FILE_RECEIVED = "file_received"
+    READING = "reading"
+    READING_COMPLETE = "reading_complete"
+    CHUNKING = "chunking"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class InvalidTransition(Exception):
+    """A write would move a job's status along a path the model forbids."""
+
+
+class JobExists(ValueError):
+    """A job with this id is already stored."""
+
+
+@dataclass(frozen=True)
+class JobTtls:
+    """Seconds a job record lives after its last write, by status.
+
+    active: a queued or processing job (long, so a slow extraction never loses its record).
+    completed: a completed job and its result (short: results can be large).
+    failed: a failed job (long enough for a client to come back and read why).
+    """
+
+    active: int = 86400
+    completed: int = 3600
+    failed: int = 86400
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> JobTtls:
+        """Build the TTLs from ``config.Settings``."""
+        return cls(
+            active=settings.redis_job_ttl,
+            completed=settings.redis_completed_ttl,
+            failed=settings.redis_failed_ttl,
+        )
+
+    def ttl_for(self, status: JobStatus | str) -> int:
+        """Return the TTL in seconds for a record in ``status``."""
+        status = JobStatus(status)
+        if status is JobStatus.COMPLETED:
+            return self.completed
+        if status is JobStatus.FAILED:
+            return self.failed
+        return self.active
+
+
+def job_key(prefix: str, job_id: str, part: str = "") -> str:
+    """Return the Redis key of a job record (or of one of its parts, e.g. "result")."""
+    key = f"{prefix}:job:{job_id}"
+    return f"{key}:{part}" if part else key
+
+
+def is_valid_job_id(job_id: Any) -> bool:
+    """Tell whether ``job_id`` can name a job (no ':' so it cannot reach another key)."""
+    return isinstance(job_id, str) and bool(_JOB_ID.match(job_id))
+
+
+def utc_iso(timestamp: float) -> str:
+    """Format a POSIX timestamp as ISO-8601 UTC with milliseconds and a ``Z``."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_transition(current: JobStatus | str, new: JobStatus | str) -> None:
+    """Raise InvalidTransition unless a job in ``current`` may be written with ``new``."""
+    current, new = JobStatus(current), JobStatus(new)
+    if current in TERMINAL:
+        raise InvalidTransition(f"the job is already {current.value}; it cannot change")
+    if new is not current and new not in ALLOWED_TRANSITIONS[current]:
+        raise InvalidTransition(f"a {current.value} job cannot become {new.value}")
+
+
+def _plain(fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate status/stage and store them as plain strings so records stay JSON."""
+    plain = dict(fields)
+    if "status" in plain:
+        plain["status"] = JobStatus(plain["status"]).value
+    if "stage" in plain:
+        plain["stage"] = Stage(plain["stage"]).value
+    return plain
+
+
+def _stamp(record: dict[str, Any], now: float, ttls: JobTtls) -> dict[str, Any]:
+    """Set updated_at and expires_at for a write happening at ``now``."""
+    record["updated_at"] = utc_iso(now)
+    record["expires_at"] = utc_iso(now + ttls.ttl_for(record["status"]))
+    return record
+
+
+def new_record(job: dict[str, Any], now: float, ttls: JobTtls) -> dict[str, Any]:
+    """Build the first stored record of a job."""
+    record = {"status": JobStatus.QUEUED.value, "stage": Stage.FILE_RECEIVED.value, "progress": 0}
+    record.update(_plain(job))
+    record["created_at"] = utc_iso(now)
+    return _stamp(record, now, ttls)
+
+
+def apply_update(
+    record: dict[str, Any], fields: dict[str, Any], now: float, ttls: JobTtls
+) -> dict[str, Any]:
+    """Return ``record`` with ``fields`` merged in, after checking the status transition."""
+    fields = _plain(fields)
+    check_transition(record["status"], fields.get("status", record["status"]))
+    merged = {**record, **fields}
+    merged["job_id"], merged["created_at"] = record["job_id"], record["created_at"]
+    return _stamp(merged, now, ttls)
+
+
+def _split_data(record: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Separate the (possibly large) result ``data`` from the small record."""
+    small = dict(record)
+    return small, small.pop("data", None)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+Builder = Callable[[dict[str, Any] | None], dict[str, Any]]
+
+
+class JobStore(ABC):
+    """Where job records live; the same contract in Redis and in memory."""
+
+    kind: str
+
+    def __init__(self, ttls: JobTtls, clock: Callable[[], float]) -> None:
+        self.ttls = ttls
+        self._clock = clock
+
+    def create(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Store a new job (status defaults to queued) and return its record."""
+        job_id = job.get("job_id")
+        if not is_valid_job_id(job_id):
+            raise ValueError(f"invalid job_id: {job_id!r}")
+
+        def build(current: dict[str, Any] | None) -> dict[str, Any]:
+            if current is not None:
+                raise JobExists(f"job {job_id} already exists")
+            return new_record(job, self._clock(), self.ttls)
+
+        return self._transact(job_id, build)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """Return the full record (with ``data`` when completed), or None if unknown/expired."""
+        return self._read(job_id) if is_valid_job_id(job_id) else None
+
+    def update(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into the job, enforcing status transitions; return the record."""
+        if not is_valid_job_id(job_id):
+            raise errors.JobNotFound()
+
+        def build(current: dict[str, Any] | None) -> dict[str, Any]:
+            if current is None:
+                raise errors.JobNotFound()
+            return apply_update(current, fields, self._clock(), self.ttls)
+
+        return self._transact(job_id, build)
+
+    def complete(self, job_id: str, data: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        """Mark the job completed with its result ``data``."""
+        done = {"status": JobStatus.COMPLETED, "stage": Stage.DONE, "progress": 100}
+        return self.update(job_id, **{**fields, **done, "data": data})
+
+    def fail(self, job_id: str, code: str, message: str, **fields: Any) -> dict[str, Any]:
+        """Mark the job failed with a stable error ``code`` and a readable ``message``."""
+        failed = {"status": JobStatus.FAILED, "stage": Stage.FAILED}
+        return self.update(job_id, **{**fields, **failed, "error": message, "error_code": code})
+
+    def delete(self, job_id: str) -> bool:
+        """Remove the job; return whether it existed."""
+        return self._remove(job_id) if is_valid_job_id(job_id) else False
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """Tell whether the store answers; never raises."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release any connections."""
+
+    @abstractmethod
+    def _read(self, job_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def _transact(self, job_id: str, build: Builder) -> dict[str, Any]:
+        """Atomically read the record (None if absent), build the new one, and store it."""
+
+    @abstractmethod
+    def _remove(self, job_id: str) -> bool: ...
+
+
+class _Entry(NamedTuple):
+    record: str
+    data: str | None
+    expires: float
+
+
+class MemoryJobStore(JobStore):
+    """Jobs in this process's memory: for one worker, tests, and Redis outages at start."""
+
+    kind = "memory"
+
+    def __init__(self, ttls: JobTtls = JobTtls(), clock: Callable[[], float] = time.time) -> None:
+        super().__init__(ttls, clock)
+        self._lock = threading.Lock()
+        # Stored as JSON text, like Redis: callers never share mutable state with the store.
+        self._jobs: dict[str, _Entry] = {}
+
+    def create(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Store a new job, first dropping expired ones so memory does not grow forever."""
+        self._sweep()
+        return super().create(job)
+
+    def ping(self) -> bool:
+        """Tell whether the store answers (memory always does)."""
+        return True
+
+    def close(self) -> None:
+        """Release any connections (memory holds none)."""
+
+    def _read(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._live(job_id)
+        if entry is None:
+            return None
+        record = json.loads(entry.record)
+        if entry.data is not None:
+            record["data"] = json.loads(entry.data)
+        return record
+
+    def _transact(self, job_id: str, build: Builder) -> dict[str, Any]:
+        with self._lock:
+            entry = self._live(job_id)
+            record = build(None if entry is None else json.loads(entry.record))
+            small, data = _split_data(record)
+            kept = entry.data if entry is not None else None
+            data_json = kept if data is None else _dumps(data)
+            expires = self._clock() + self.ttls.ttl_for(record["status"])
+            self._jobs[job_id] = _Entry(_dumps(small), data_json, expires)
+        return record
+
+    def _remove(self, job_id: str) -> bool:
+        with self._lock:
+            if self._live(job_id) is None:
+                return False
+            del self._jobs[job_id]
+            return True
+
+    def _live(self, job_id: str) -> _Entry | None:
+        """Return the unexpired entry, dropping it if it has expired (caller holds the lock)."""
+        entry = self._jobs.get(job_id)
+        if entry is not None and entry.expires <= self._clock():
+            del self._jobs[job_id]
+            return None
+        return entry
+
+    def _sweep(self) -> None:
+        with self._lock:
+            now = self._clock()
+            for job_id in [k for k, e in self._jobs.items() if e.expires <= now]:
+                del self._jobs[job_id]
+
+
+@contextmanager
+def _redis_errors(action: str):
+    """Turn any Redis failure into JobStoreUnavailable."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        log.warning("job store: Redis failed during %s: %s", action, exc)
+        raise errors.JobStoreUnavailable() from exc
+
+
+class RedisJobStore(JobStore):
+    """Jobs in Redis, shared by every worker; each key carries its status's TTL."""
+
+    kind = "redis"
+
+    def __init__(
+        self, client: redis.Redis, ttls: JobTtls = JobTtls(), prefix: str = DEFAULT_PREFIX
+    ) -> None:
+        super().__init__(ttls, time.time)
+        self.client = client
+        self.prefix = prefix
+
+    def ping(self) -> bool:
+        """Tell whether Redis answers; never raises."""
+        try:
+            return bool(self.client.ping())
+        except (redis.RedisError, OSError) as exc:
+            log.warning("job store: Redis ping failed: %s", exc)
+            return False
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def _keys(self, job_id: str) -> tuple[str, str]:
+        return job_key(self.prefix, job_id), job_key(self.prefix, job_id, "result")
+
+    def _read(self, job_id: str) -> dict[str, Any] | None:
+        with _redis_errors("get"):
+            raw, raw_data = self.client.mget(self._keys(job_id))
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        if raw_data is not None:
+            record["data"] = json.loads(raw_data)
+        elif record["status"] == JobStatus.COMPLETED.value:
+            return None  # the result expired a moment before its record: the job is gone
+        return record
+
+    def _transact(self, job_id: str, build: Builder) -> dict[str, Any]:
+        with _redis_errors("write"), self.client.pipeline() as pipe:
+            for _ in range(MAX_WATCH_RETRIES):
+                try:
+                    return self._attempt(pipe, job_id, build)
+                except redis.WatchError:
+                    continue  # another writer got in first: re-read and re-check
+        log.error("job store: gave up writing job %s after %d conflicts", job_id, MAX_WATCH_RETRIES)
+        raise errors.JobStoreUnavailable()
+
+    def _attempt(self, pipe: Any, job_id: str, build: Builder) -> dict[str, Any]:
+        """Run one optimistic WATCH/MULTI round; raises WatchError if the record changed."""
+        key, result_key = self._keys(job_id)
+        pipe.watch(key)
+        raw = pipe.get(key)
+        record = build(None if raw is None else json.loads(raw))
+        small, data = _split_data(record)
+        ttl = self.ttls.ttl_for(record["status"])
+        pipe.multi()
+        pipe.set(key, _dumps(small), ex=ttl)
+        if data is None:
+            pipe.expire(result_key, ttl)
+        else:
+            pipe.set(result_key, _dumps(data), ex=ttl)
+        pipe.execute()
+        return record
+
+    def _remove(self, job_id: str) -> bool:
+        key, result_key = self._keys(job_id)
+        with _redis_errors("delete"), self.client.pipeline() as pipe:
+            removed, _ = pipe.delete(key).delete(result_key).execute()
+        return bool(removed)
+
+
+def connect_redis(url: str) -> redis.Redis:
+    """Make a Redis client that fails fast and reconnects by itself."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+        retry_on_timeout=True,
+        # Bounded: the default (10 retries) could hold a request for close to a minute.
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
+    )
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (safe to log)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_job_store(settings: Any) -> tuple[JobStore, str]:
+    """Open the configured store; return it with "connected", "not_configured" or "disconnected"."""
+    ttls = JobTtls.from_settings(settings)
+    if not settings.redis_url:
+        log.warning("REDIS_URL is not set: jobs are kept in memory (run a single worker)")
+        return MemoryJobStore(ttls), "not_configured"
+    store = RedisJobStore(connect_redis(settings.redis_url), ttls)
+    if store.ping():
+        return store, "connected"
+    log.error(
+        "Redis at %s is unreachable: jobs are kept in memory until restart",
+        redact_url(settings.redis_url),
+    )
+    store.close()
+    return MemoryJobStore(ttls), "disconnected"
