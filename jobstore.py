@@ -442,7 +442,7 @@ def open_job_store(settings: Any) -> tuple[JobStore, str]:
     if not settings.redis_url:
         log.warning("REDIS_URL is not set: jobs are kept in memory (run a single worker)")
         return MemoryJobStore(ttls), "not_configured"
-    store = RedisJobStore(connect_redis(settings.redis_url), ttls)
+    store = RedisJobStore(connect_redis(settings.redis_url), ttls, settings.redis_key_prefix)
     if store.ping():
         return store, "connected"
     log.error(
