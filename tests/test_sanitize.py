@@ -1,0 +1,75 @@
+"""Page text sanitising: control characters, size cap, whitespace."""
+
+from __future__ import annotations
+
+import json
+
+from sanitize import MAX_PAGE_BYTES, sanitize_page_text
+
+
+def test_nul_and_control_characters_are_removed() -> None:
+    dirty = "a\x00b\x01c\x08d\x0be\x0cf\x1bg\x7fh\x85i\x9fj"
+    cleaned, warnings = sanitize_page_text(dirty, 1)
+    assert cleaned == "abcdefghij"
+    assert warnings == []
+
+
+def test_newline_and_tab_are_kept() -> None:
+    cleaned, _ = sanitize_page_text("col1\tcol2\nnext line", 1)
+    assert cleaned == "col1\tcol2\nnext line"
+
+
+def test_carriage_returns_become_newlines() -> None:
+    cleaned, _ = sanitize_page_text("one\r\ntwo\rthree", 1)
+    assert cleaned == "one\ntwo\nthree"
+
+
+def test_noncharacters_and_lone_surrogates_are_removed_so_json_encodes() -> None:
+    dirty = "inter\ufffemediate \ud800x\udfff \ufdd0y\uffff \U0001fffez\U0010ffff"
+    cleaned, _ = sanitize_page_text(dirty, 1)
+    assert cleaned == "intermediate x y z"
+    json.dumps(cleaned, ensure_ascii=False).encode("utf-8")
+
+
+def test_ordinary_unicode_is_untouched() -> None:
+    text = "Müller’s “naïve” café — 東京 \U0001f600 \uf8eb"
+    assert sanitize_page_text(text, 1) == (text, [])
+
+
+def test_long_page_is_capped_on_a_character_boundary_with_a_warning() -> None:
+    # 3-byte characters: 102400 is not a multiple of 3, so a byte cut lands mid-character.
+    cleaned, warnings = sanitize_page_text("€" * 40000, 7)
+    encoded = cleaned.encode("utf-8")
+    assert len(encoded) <= MAX_PAGE_BYTES
+    assert len(encoded) > MAX_PAGE_BYTES - 3
+    assert encoded.decode("utf-8") == "€" * (MAX_PAGE_BYTES // 3)
+    assert len(warnings) == 1
+    assert "Page 7" in warnings[0]
+
+
+def test_page_exactly_at_the_cap_is_not_cut() -> None:
+    text = "a" * MAX_PAGE_BYTES
+    assert sanitize_page_text(text, 1) == (text, [])
+    cleaned, warnings = sanitize_page_text(text + "b", 2)
+    assert cleaned == text
+    assert "Page 2" in warnings[0]
+
+
+def test_runs_of_spaces_and_tabs_collapse_to_one_space() -> None:
+    cleaned, _ = sanitize_page_text("a  b \t c\t\td", 1)
+    assert cleaned == "a b c d"
+
+
+def test_trailing_spaces_are_stripped_from_every_line() -> None:
+    cleaned, _ = sanitize_page_text("first  \nsecond\t\nthird \t ", 1)
+    assert cleaned == "first\nsecond\nthird"
+
+
+def test_more_than_two_blank_lines_collapse_to_two() -> None:
+    cleaned, _ = sanitize_page_text("a\n\n\n\n\n\nb\n \n\t\n  \n\nc", 1)
+    assert cleaned == "a\n\n\nb\n\n\nc"
+
+
+def test_one_or_two_blank_lines_are_kept() -> None:
+    text = "a\n\nb\n\n\nc"
+    assert sanitize_page_text(text, 1) == (text, [])
