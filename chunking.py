@@ -1,0 +1,236 @@
+"""Split a document's page texts into overlapping chunks that know which pages they came from.
+
+How it works, in linear time:
+
+1. Each page is normalised on its own: NFKC; a word hyphenated across a line end is joined
+   when the continuation is lower case ("extrac-\ntion" -> "extraction", and so, knowingly,
+   "well-\nknown" -> "wellknown"), otherwise the hyphen stays ("Jean-\nPaul" -> "Jean-Paul");
+   single spaces inside paragraphs; one blank line between paragraphs.
+2. The pages are joined into one document string, remembering the span each page occupies.
+   A page that ends mid-sentence and a next page that starts in lower case are joined by a
+   space (the sentence continues); otherwise by a paragraph break. A word hyphenated across
+   the page break is rejoined. Empty pages take no span.
+3. The document string is cut into units, each a span of it: sentences, or, for a sentence
+   longer than the chunk size, its words, or, for a longer word, hard cuts.
+4. Units are packed greedily; a chunk's text is the document slice from its first unit's start
+   to its last unit's end, so its pages are exactly the page spans that slice touches.
+   The next chunk begins with whole trailing sentences of the previous one totalling at most
+   the overlap (none if no sentence fits).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from typing import NamedTuple
+
+MAX_CHUNK_CHARS = 2000
+MIN_CHUNK_CHARS = 100
+MAX_CHUNKS = 10000
+
+_HYPHENS = "-\u2010"
+_LINE_END_HYPHEN = re.compile(rf"([^\W\d_])([{_HYPHENS}])[ \t]*\n[ \t]*(?=([^\W\d_]))")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+_ANY_WHITESPACE = re.compile(r"\s+")
+_PARAGRAPH = re.compile(r"[^\n]+")
+_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]* (?=\S)")
+_WORD = re.compile(r"\S+")
+_INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")
+_SENTENCE_CLOSERS = ".!?\u2026:;\"'\u201d\u2019)]"
+# Tokens that end in "." without ending a sentence ("Dr. Smith", "Fig. 3", "et al. (2020)").
+_ABBREVIATION_WORDS = """
+    Mr Mrs Ms Dr Prof Sr Jr St Rev Gen Col Capt Lt Sgt Hon e.g i.e cf vs al approx pp
+    Fig Figs fig figs Eq Eqs eq eqs No Nos Vol vol Ch Sec Art Ref Refs
+    Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec
+"""
+_ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
+
+
+class _Unit(NamedTuple):
+    start: int
+    end: int
+    starts_sentence: bool
+
+
+class _Document(NamedTuple):
+    text: str
+    page_starts: list[int]
+    page_ends: list[int]
+    page_numbers: list[int]
+
+
+def chunk_pages(
+    pages: list[tuple[int, str]], chunk_size: int = 1500, chunk_overlap: int = 400
+) -> tuple[list[dict], list[str]]:
+    """Split (page_number, text) pages into chunks with exact page provenance.
+
+    Both numbers pass through ``int()``, then ``chunk_size`` is silently clamped to
+    [100, MAX_CHUNK_CHARS] and ``chunk_overlap`` to [0, chunk_size // 2]; the API validates
+    user input before calling this. Returns the chunks and warnings (for example when the
+    document hit MAX_CHUNKS).
+    """
+    size = min(max(int(chunk_size), MIN_CHUNK_CHARS), MAX_CHUNK_CHARS)
+    overlap = min(max(int(chunk_overlap), 0), size // 2)
+    document = _build_document(pages)
+    if not document.text:
+        return [], []
+    units = _split_units(document.text, size)
+    spans, truncated = _pack(units, size, overlap)
+    chunks = [_chunk(index, document, start, end) for index, (start, end) in enumerate(spans)]
+    warnings = [_cap_warning()] if truncated else []
+    return chunks, warnings
+
+
+def normalize_page_text(text: str) -> str:
+    """Return NFKC text with hyphenated line ends joined and whitespace unified."""
+    text = unicodedata.normalize("NFKC", text).replace("\u00ad", "")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _LINE_END_HYPHEN.sub(_join_hyphenated, text)
+    paragraphs = (_ANY_WHITESPACE.sub(" ", part).strip() for part in _PARAGRAPH_BREAK.split(text))
+    return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
+
+
+def _join_hyphenated(match: re.Match[str]) -> str:
+    # Only a lower-case continuation is a split word; "Jean-\nPaul" keeps its hyphen.
+    if match.group(3).islower():
+        return match.group(1)
+    return match.group(1) + match.group(2)
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Split one normalised paragraph (single spaces, no line breaks) into sentences."""
+    return [paragraph[start:end] for start, end in _sentence_spans(paragraph, 0, len(paragraph))]
+
+
+def _build_document(pages: list[tuple[int, str]]) -> _Document:
+    """Join the normalised non-empty pages into one string, recording each page's span."""
+    texts = [(number, normalize_page_text(raw)) for number, raw in pages]
+    texts = [(number, text) for number, text in texts if text]
+    parts: list[str] = []
+    document = _Document("", [], [], [])
+    length = 0
+    for index, (number, text) in enumerate(texts):
+        separator = ""
+        if index + 1 < len(texts):
+            text, separator = _page_join(text, texts[index + 1][1])
+        document.page_starts.append(length)
+        document.page_ends.append(length + len(text))
+        document.page_numbers.append(number)
+        parts += (text, separator)
+        length += len(text) + len(separator)
+    return document._replace(text="".join(parts))
+
+
+def _page_join(previous: str, following: str) -> tuple[str, str]:
+    """Return the previous page's text (maybe unhyphenated) and the separator to the next."""
+    if not following[0].islower():
+        return previous, "\n\n"
+    if previous[-1] in _HYPHENS and len(previous) > 1 and previous[-2].isalpha():
+        return previous[:-1], ""
+    if previous[-1] in _SENTENCE_CLOSERS:
+        return previous, "\n\n"
+    return previous, " "
+
+
+def _split_units(text: str, size: int) -> list[_Unit]:
+    """Cut the document into sentence units no longer than ``size``."""
+    units: list[_Unit] = []
+    for paragraph in _PARAGRAPH.finditer(text):
+        for start, end in _sentence_spans(text, paragraph.start(), paragraph.end()):
+            if end - start <= size:
+                units.append(_Unit(start, end, True))
+            else:
+                units.extend(_word_units(text, start, end, size))
+    return units
+
+
+def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Return the sentence spans inside one paragraph span."""
+    spans = []
+    for match in _SENTENCE_END.finditer(text, start, end):
+        if _ends_sentence(text, match, start):
+            spans.append((start, match.end() - 1))
+            start = match.end()
+    spans.append((start, end))
+    return spans
+
+
+def _ends_sentence(text: str, match: re.Match[str], paragraph_start: int) -> bool:
+    """Tell whether a terminal-punctuation match really ends a sentence."""
+    if text[match.end()].islower():
+        return False
+    if text[match.start() : match.end() - 1] != ".":
+        return True
+    # rfind gives -1 when the token is the paragraph's first word.
+    token_start = max(text.rfind(" ", paragraph_start, match.start()) + 1, paragraph_start)
+    token = text[token_start : match.start()].lstrip("([\"'\u201c\u2018")
+    return not (token in _ABBREVIATIONS or _INITIALS.fullmatch(token))
+
+
+def _word_units(text: str, start: int, end: int, size: int) -> list[_Unit]:
+    """Split an over-long sentence into words, hard-cutting words longer than ``size``."""
+    units = []
+    for word in _WORD.finditer(text, start, end):
+        for cut in range(word.start(), word.end(), size):
+            units.append(_Unit(cut, min(cut + size, word.end()), cut == start))
+    return units
+
+
+def _pack(units: list[_Unit], size: int, overlap: int) -> tuple[list[tuple[int, int]], bool]:
+    """Pack units into (start, end) chunk spans; report whether MAX_CHUNKS cut the document."""
+    spans: list[tuple[int, int]] = []
+    first = 0
+    next_new = 0
+    while next_new < len(units):
+        if len(spans) == MAX_CHUNKS:
+            return spans, True
+        last = next_new
+        while last + 1 < len(units) and units[last + 1].end - units[first].start <= size:
+            last += 1
+        spans.append((units[first].start, units[last].end))
+        next_new = last + 1
+        if next_new < len(units):
+            first = _overlap_start(units, first, last, size, overlap)
+    return spans, False
+
+
+def _overlap_start(units: list[_Unit], first: int, last: int, size: int, overlap: int) -> int:
+    """Return the unit the next chunk starts at: the earliest fitting trailing sentence."""
+    following_end = units[last + 1].end
+    best = last + 1
+    candidate = last
+    while candidate > first and units[last].end - units[candidate].start <= overlap:
+        fits = following_end - units[candidate].start <= size
+        if units[candidate].starts_sentence and fits:
+            best = candidate
+        candidate -= 1
+    return best
+
+
+def _chunk(index: int, document: _Document, start: int, end: int) -> dict:
+    """Build the chunk dict for one document span."""
+    text = document.text[start:end]
+    pages = _pages_touching(document, start, end)
+    return {
+        "chunk_index": index,
+        "text": text,
+        "char_count": len(text),
+        "pages": pages,
+        "start_page": pages[0],
+        "end_page": pages[-1],
+    }
+
+
+def _pages_touching(document: _Document, start: int, end: int) -> list[int]:
+    """Return the sorted page numbers whose spans share a character with [start, end)."""
+    first = bisect.bisect_right(document.page_ends, start)
+    last = bisect.bisect_left(document.page_starts, end)
+    return sorted(document.page_numbers[first:last])
+
+
+def _cap_warning() -> str:
+    return (
+        f"The document produced more than {MAX_CHUNKS} chunks; only the first {MAX_CHUNKS} "
+        "were kept. Use a larger chunk_size or select fewer pages."
+    )
