@@ -1,0 +1,231 @@
+"""Risk scan: byte counts, structure walk, verdict and policy features, on built and real PDFs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pdf_factory
+import pypdfium2
+import pytest
+from pypdf import PdfReader
+
+import riskscan
+
+# The clean corpus files that are not low, and why (every other clean file must be low):
+# with-attachment.pdf carries an embedded file (in its /EmbeddedFiles name tree).
+CLEAN_NOT_LOW = {"with-attachment.pdf": "high"}
+
+
+def _write(tmp_path: Path, data: bytes, name: str = "doc.pdf") -> Path:
+    return pdf_factory.save(tmp_path, name, data)
+
+
+def _keys(indicators: list[dict]) -> dict[str, int]:
+    return {i["key"]: i["count"] for i in indicators}
+
+
+def _security(path: Path) -> dict:
+    structure = riskscan.scan_structure(PdfReader(path))
+    return riskscan.assess(riskscan.scan_bytes(str(path)), structure, "sha", "application/pdf", {})
+
+
+# --- byte scan -----------------------------------------------------------------------------
+
+
+def test_names_are_whole_tokens(tmp_path):
+    path = _write(tmp_path, b"/JSFoo /JS/JavaScript/JS(x)/AAA /AA\n/EmbeddedFiles /URI>>")
+    names = riskscan.scan_bytes(str(path))["names"]
+    assert {k: v["count"] for k, v in names.items()} == {
+        "/JS": 2,
+        "/JavaScript": 1,
+        "/AA": 1,
+        "/URI": 1,
+    }
+
+
+def test_hex_escaped_names_are_decoded_and_flagged(tmp_path):
+    path = _write(tmp_path, b"/J#61va#53cript /J#53 /Times#20New#20Roman /JS#20 /Launch")
+    names = riskscan.scan_bytes(str(path))["names"]
+    assert names == {
+        "/JavaScript": {"count": 1, "obfuscated": 1},
+        "/JS": {"count": 1, "obfuscated": 1},
+        "/Launch": {"count": 1, "obfuscated": 0},
+    }
+
+
+@pytest.mark.parametrize("shift", [0, 1, 5, 11, 250, 255, 256, 257, 300])
+def test_tokens_across_block_boundaries_count_once(tmp_path, shift):
+    # Dense tokens over the first block boundary, and over the overlap cut before it.
+    unit = b"/JavaScript %%EOF "
+    body = b" " * (riskscan._BLOCK - 400 - shift) + unit * 60
+    path = _write(tmp_path, body + b"\n")
+    scan = riskscan.scan_bytes(str(path))
+    assert scan["names"] == {"/JavaScript": {"count": 60, "obfuscated": 0}}
+    assert scan["eof_markers"] == 60
+    assert scan["size"] == len(body) + 1
+
+
+def test_bytes_after_eof_ignore_trailing_whitespace(tmp_path):
+    clean = riskscan.scan_bytes(str(_write(tmp_path, pdf_factory.plain() + b"\r\n \x00\n")))
+    appended = riskscan.scan_bytes(str(_write(tmp_path, pdf_factory.data_after_eof(b"MZ 12345\n"))))
+    assert (clean["eof_markers"], clean["bytes_after_eof"]) == (1, 0)
+    assert (appended["eof_markers"], appended["bytes_after_eof"]) == (1, len(b"MZ 12345"))
+
+
+def test_no_eof_marker_means_nothing_after_it(tmp_path):
+    scan = riskscan.scan_bytes(str(_write(tmp_path, b"%PDF-1.7\ntruncated")))
+    assert (scan["eof_markers"], scan["bytes_after_eof"]) == (0, 0)
+
+
+# --- factory documents ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(pdf_factory.HOSTILE) + ["plain", "plain_form"])
+def test_factory_pdfs_are_valid(tmp_path, name):
+    build = pdf_factory.HOSTILE.get(name) or getattr(pdf_factory, name)
+    path = _write(tmp_path, build())
+    assert len(PdfReader(path, strict=True).pages) == 1
+    document = pypdfium2.PdfDocument(str(path))
+    try:
+        assert "Hello from the factory" in document[0].get_textpage().get_text_range()
+    finally:
+        document.close()
+
+
+EXPECTED_STRUCTURE = {
+    "page_aa_javascript": {"javascript": 1, "page_aa": 1},
+    "launch_link": {"launch": 1},
+    "javascript_in_object_stream": {"javascript": 1, "open_action": 1},
+    "obfuscated_javascript": {"javascript": 1, "open_action": 1},
+    "embedded_file": {"embedded_file": 1},
+    "file_attachment_annotation": {"embedded_file": 1},
+    "next_chain_javascript": {"javascript": 1, "open_action": 1},
+    "names_javascript": {"javascript": 1},
+    "field_aa_javascript": {"acroform": 1, "field_aa": 1, "javascript": 1},
+    "outline_javascript": {"javascript": 1},
+}
+
+
+@pytest.mark.parametrize("name", sorted(pdf_factory.HOSTILE))
+def test_hostile_pdfs_are_high_risk(tmp_path, name):
+    security = _security(_write(tmp_path, pdf_factory.HOSTILE[name]()))
+    structure = [i for i in security["indicators"] if i["source"] == "structure"]
+    assert _keys(structure) == EXPECTED_STRUCTURE[name]
+    assert security["risk"] == "high"
+
+
+def test_object_stream_hides_javascript_from_bytes_not_from_structure(tmp_path):
+    path = _write(tmp_path, pdf_factory.javascript_in_object_stream())
+    assert riskscan.scan_bytes(str(path))["names"] == {"/ObjStm": {"count": 1, "obfuscated": 0}}
+    assert _keys(riskscan.scan_structure(PdfReader(path)))["javascript"] == 1
+
+
+def test_obfuscated_name_is_reported_as_obfuscated(tmp_path):
+    security = _security(_write(tmp_path, pdf_factory.obfuscated_javascript()))
+    javascript = [i for i in security["indicators"] if i["key"] == "/JavaScript"]
+    assert javascript == [{"key": "/JavaScript", "count": 1, "obfuscated": True, "source": "bytes"}]
+
+
+def test_obfuscation_alone_is_high(tmp_path):
+    # A hex-escaped /URI does nothing dangerous, but no honest writer escapes it.
+    path = _write(tmp_path, pdf_factory.document(catalog=b"/Foo << /U#52I (x) >>"))
+    assert _security(path)["risk"] == "high"
+
+
+@pytest.mark.parametrize(
+    ("build", "risk"),
+    [
+        (pdf_factory.plain, "low"),
+        (pdf_factory.plain_form, "low"),
+        (pdf_factory.data_after_eof, "medium"),
+        (lambda: pdf_factory.document(catalog=b"/OpenAction [3 0 R /Fit]"), "low"),
+        (
+            lambda: pdf_factory.document(catalog=b"/OpenAction << /S /GoTo /D [3 0 R /Fit] >>"),
+            "low",
+        ),
+        (
+            lambda: pdf_factory.document(catalog=b"/OpenAction << /S /URI /URI (http://x) >>"),
+            "medium",
+        ),
+        (lambda: pdf_factory.document(extra={6: pdf_factory.JS_ACTION}), "medium"),
+        (lambda: pdf_factory.document(page=b"/X << /Filter /JBIG2Decode >>"), "medium"),
+    ],
+    ids=["plain", "form", "after-eof", "open-dest", "open-goto", "open-uri", "orphan-js", "jbig2"],
+)
+def test_risk_levels(tmp_path, build, risk):
+    assert _security(_write(tmp_path, build()))["risk"] == risk
+
+
+# --- bounds and failures -------------------------------------------------------------------
+
+
+def test_object_budget_marks_the_walk_incomplete(tmp_path):
+    reader = PdfReader(_write(tmp_path, pdf_factory.plain()))
+    assert _keys(riskscan.scan_structure(reader, max_objects=2)) == {"structure_incomplete": 1}
+
+
+def test_depth_bound_marks_the_walk_incomplete(tmp_path):
+    reader = PdfReader(_write(tmp_path, pdf_factory.names_javascript()))
+    assert "structure_incomplete" in _keys(riskscan.scan_structure(reader, max_depth=0))
+
+
+def test_undecrypted_file_is_unknown_never_low(corpus):
+    path = corpus / "encrypted" / "libreoffice-writer-password.pdf"
+    structure = riskscan.scan_structure(PdfReader(path))
+    security = riskscan.assess(riskscan.scan_bytes(str(path)), structure, "s", "m", {})
+    assert _keys(structure) == {"structure_incomplete": 1}
+    assert security["risk"] == "unknown"
+
+
+def test_missing_structure_is_unknown_unless_bytes_show_high(tmp_path):
+    plain = riskscan.scan_bytes(str(_write(tmp_path, pdf_factory.plain(), "a.pdf")))
+    script = riskscan.scan_bytes(str(_write(tmp_path, pdf_factory.page_aa_javascript(), "b.pdf")))
+    assert riskscan.assess(plain, None, "s", "m", {})["risk"] == "unknown"
+    assert riskscan.assess(None, [], "s", "m", {})["risk"] == "unknown"
+    assert riskscan.assess(script, None, "s", "m", {})["risk"] == "high"
+
+
+def test_assess_shape(tmp_path):
+    scan = riskscan.scan_bytes(str(_write(tmp_path, pdf_factory.launch_link())))
+    antivirus = {"status": "clean", "signature": None, "engine": "clamav"}
+    security = riskscan.assess(scan, [], "abc", "application/pdf", antivirus)
+    assert security == {
+        "risk": "medium",  # /Launch in the bytes that the (empty) walk did not confirm
+        "indicators": [{"key": "/Launch", "count": 1, "obfuscated": False, "source": "bytes"}],
+        "sha256": "abc",
+        "mime": "application/pdf",
+        "antivirus": antivirus,
+    }
+
+
+# --- the clean corpus ----------------------------------------------------------------------
+
+
+def test_clean_corpus_is_low_except_known_files(corpus):
+    risks = {path.name: _security(path)["risk"] for path in sorted(corpus.glob("clean/*.pdf"))}
+    assert len(risks) >= 40
+    assert {name: risk for name, risk in risks.items() if risk != "low"} == CLEAN_NOT_LOW
+
+
+# --- policy features -----------------------------------------------------------------------
+
+
+def test_feature_names():
+    assert set(riskscan.FEATURES) == {
+        "javascript", "launch", "embedded_file", "rich_media", "xfa",
+        "open_action", "acroform", "jbig2", "uri",
+    }  # fmt: skip
+    assert riskscan.validate_features(["uri", "javascript"]) == ["uri", "javascript"]
+    with pytest.raises(ValueError, match="macros"):
+        riskscan.validate_features(["javascript", "macros"])
+
+
+def test_rejected_features(tmp_path, corpus):
+    reject = ["javascript", "uri", "acroform", "open_action", "embedded_file"]
+    link = _security(corpus / "clean" / "libre-office-link.pdf")
+    hidden = _security(_write(tmp_path, pdf_factory.javascript_in_object_stream()))
+    attachment = _security(corpus / "clean" / "with-attachment.pdf")
+    assert riskscan.rejected_features(link, reject) == ["uri"]
+    assert riskscan.rejected_features(hidden, reject) == ["javascript", "open_action"]
+    assert riskscan.rejected_features(attachment, reject) == ["embedded_file"]
+    assert riskscan.rejected_features(attachment, []) == []
