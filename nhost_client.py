@@ -33,7 +33,14 @@ TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_CLAIMS_NAMESPACE = "https://hasura.io/jwt/claims"
 WRITING_STATUS = "processing"
 READY_STATUS = "ready_for_embedding"
-DOCUMENT_UPDATE_COLUMNS = ["user_id", "filename", "upload_device", "page_count", "metadata"]
+DOCUMENT_UPDATE_COLUMNS = [
+    "user_id",
+    "filename",
+    "upload_device",
+    "page_count",
+    "metadata",
+    "status",
+]
 CHUNK_UPDATE_COLUMNS = ["content", "char_count", "start_page", "end_page", "pages"]
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 5
@@ -440,7 +447,7 @@ class NhostClient:
     def _upsert_document(self, call, row: dict) -> str:
         conflict = {
             "constraint": f"{self.documents_table}_job_id_key",
-            "update_columns": DOCUMENT_UPDATE_COLUMNS + ["status"],
+            "update_columns": DOCUMENT_UPDATE_COLUMNS,
         }
         data = call("document", {"object": row, "on_conflict": conflict})
         document = data.get(f"insert_{self.documents_table}_one")
