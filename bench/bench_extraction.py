@@ -1,0 +1,146 @@
+"""Benchmark: raw pypdfium2 vs the full service path vs the earlier service's engine.
+
+Run from the project root: `make bench` (or `.venv/bin/python bench/bench_extraction.py`).
+All three are measured in this one run, on the same files, and printed as pages/s with
+the ratios service/raw and service/pdfplumber. The service path is real: gunicorn with
+2 workers on a real Redis, upload over HTTP, poll the job until it is completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import GunicornServer, RedisServer  # noqa: E402
+
+CORPUS = Path(os.environ.get("PDF_CORPUS", ROOT.parent / "shared" / "corpus"))
+LARGE_FILES = [
+    "clean/freeculture.pdf",
+    "clean/GeoTopo-komprimiert.pdf",
+    "clean/2023_Q1_MSFT.pdf",
+    "clean/2022_Q3_INTC.pdf",
+    "clean/2022_Q3_AMZN.pdf",
+    "clean/2022_Q3_NVDA.pdf",
+    "clean/2022_Q3_AAPL.pdf",
+]
+POLL_INTERVAL_S = 0.01
+
+
+def raw_pdfium(path: Path) -> int:
+    """Extract every page's text in-process with pypdfium2; return the page count."""
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(str(path))
+    try:
+        for index in range(len(document)):
+            page = document[index]
+            textpage = page.get_textpage()
+            textpage.get_text_bounded()
+            textpage.close()
+            page.close()
+        return len(document)
+    finally:
+        document.close()
+
+
+def old_engine(path: Path) -> int:
+    """Extract every page's text the way the earlier service did (pdfplumber)."""
+    import pdfplumber
+
+    with pdfplumber.open(str(path)) as pdf:
+        for page in pdf.pages:
+            page.extract_text()
+            page.close()
+        return len(pdf.pages)
+
+
+def via_service(server: GunicornServer, path: Path) -> int:
+    """Upload the file, poll the job to completion; return the page count."""
+    with path.open("rb") as handle:
+        response = requests.post(
+            f"{server.url}/extract/async", files={"file": (path.name, handle)}, timeout=60
+        )
+    response.raise_for_status()
+    status_url = server.url + response.json()["status_url"]
+    while True:
+        body = requests.get(status_url, timeout=30).json()
+        if body["status"] == "completed":
+            return body["data"]["metadata"]["num_pages"]
+        if body["status"] == "failed":
+            raise RuntimeError(f"{path.name}: {body['error_code']}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def timed(function, *args) -> tuple[float, int]:
+    """Return (seconds, result) for one call."""
+    start = time.perf_counter()
+    pages = function(*args)
+    return time.perf_counter() - start, pages
+
+
+def best_rate(function, args: tuple, repeats: int) -> tuple[float, int]:
+    """Return the median pages/s over ``repeats`` runs, and the page count."""
+    rates, pages = [], 0
+    for _ in range(repeats):
+        seconds, pages = timed(function, *args)
+        rates.append(pages / seconds)
+    return statistics.median(rates), pages
+
+
+def main() -> None:
+    """Measure and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-old", action="store_true", help="skip the slow pdfplumber run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_server = RedisServer(Path(tmp)).start()
+        env = {"REDIS_URL": redis_server.url, "UPLOAD_DIR": tmp, "LOG_LEVEL": "WARNING"}
+        try:
+            with GunicornServer(env, Path(tmp) / "gunicorn.log", workers=2) as server:
+                via_service(server, CORPUS / "clean/minimal-document.pdf")  # warm up
+                rows = [measure(server, name, args) for name in LARGE_FILES]
+        finally:
+            redis_server.stop()
+    print_table(rows)
+
+
+def measure(server: GunicornServer, name: str, args: argparse.Namespace) -> dict:
+    """Measure one file on all three paths."""
+    path = CORPUS / name
+    raw, pages = best_rate(raw_pdfium, (path,), args.repeats)
+    service, _ = best_rate(via_service, (server, path), args.repeats)
+    old = None if args.skip_old else best_rate(old_engine, (path,), 1)[0]
+    return {"file": path.name, "pages": pages, "raw": raw, "service": service, "old": old}
+
+
+def print_table(rows: list[dict]) -> None:
+    """Print pages/s per path and the ratios."""
+    header = f"{'file':28} {'pages':>5} {'raw p/s':>9} {'service p/s':>11} {'old p/s':>8}"
+    print(header + f" {'service/raw':>11} {'service/old':>11}")
+    for row in rows:
+        old = f"{row['old']:8.1f}" if row["old"] else f"{'-':>8}"
+        gain = f"{row['service'] / row['old']:10.1f}x" if row["old"] else f"{'-':>11}"
+        print(
+            f"{row['file']:28} {row['pages']:5d} {row['raw']:9.1f} {row['service']:11.1f} "
+            f"{old} {row['service'] / row['raw']:11.2f} {gain}"
+        )
+    big = [r for r in rows if r["pages"] >= 50]
+    total = sum(r["pages"] for r in big)
+    raw_s = sum(r["pages"] / r["raw"] for r in big)
+    service_s = sum(r["pages"] / r["service"] for r in big)
+    print(f"\n50+ page documents: service/raw = {raw_s / service_s:.2f} over {total} pages")
+
+
+if __name__ == "__main__":
+    main()

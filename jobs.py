@@ -1,0 +1,269 @@
+"""Run extraction jobs on a bounded thread pool: store upload, parse, sanitize, chunk, save.
+
+Each gunicorn worker owns one JobManager. A job's upload lives in its own 0700 temp
+directory that is removed when the job ends, whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from chunking import chunk_pages
+from config import Settings
+from errors import ExtractionError, ExtractorError, NoTextLayer, ParserCrash
+from extraction import ExtractionProcess, ExtractRequest
+from jobstore import JobStatus, JobStore, Stage
+from sanitize import sanitize_page_text
+from validation import JobOptions, check_upload_file
+
+log = logging.getLogger(__name__)
+
+UPLOAD_NAME = "upload.pdf"
+COPY_BLOCK = 1024 * 1024
+PROGRESS_WRITE_INTERVAL_S = 0.25
+READING_START, READING_END, CHUNKING_AT = 5, 85, 90
+
+
+def new_job_id() -> str:
+    """Return a fresh, unguessable job id."""
+    return uuid.uuid4().hex
+
+
+def make_job_dir(settings: Settings) -> Path:
+    """Create a private (0700) temp directory for one job's upload."""
+    return Path(tempfile.mkdtemp(prefix="pdfx-job-", dir=settings.upload_dir))
+
+
+def save_upload(stream: BinaryIO, job_dir: Path, settings: Settings) -> Path:
+    """Copy the upload into the job dir under a server-made name, block by block."""
+    target = job_dir / UPLOAD_NAME
+    with target.open("wb") as out:
+        shutil.copyfileobj(stream, out, COPY_BLOCK)
+    check_upload_file(target, settings)
+    return target
+
+
+@dataclass
+class PageCollector:
+    """Accumulates sanitized pages and warnings as the child streams them."""
+
+    pages: dict[int, str] = field(default_factory=dict)
+    tables: dict[str, list] = field(default_factory=dict)
+    failed: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    opened: dict = field(default_factory=dict)
+
+    def add(self, event: dict) -> None:
+        """Take one event from the parse child."""
+        kind = event["type"]
+        if kind == "opened":
+            self.opened = event
+        elif kind == "page":
+            self._add_page(event)
+        elif kind == "page_failed":
+            self.failed.append({"page_number": event["page_number"], "code": event["code"]})
+            self.warnings.append(f"Page {event['page_number']} could not be read.")
+        elif kind == "warning":
+            self.warnings.append(event["message"])
+
+    def _add_page(self, event: dict) -> None:
+        number = event["page_number"]
+        text, warnings = sanitize_page_text(event["text"], number)
+        self.pages[number] = text
+        self.warnings.extend(warnings)
+        if "tables" in event:
+            self.tables[f"page_{number}"] = event["tables"]
+
+
+class JobManager:
+    """Owns the worker pool and runs each job's pipeline, writing every stage to the store."""
+
+    def __init__(self, settings: Settings, store: JobStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._pool = ThreadPoolExecutor(settings.extract_workers, thread_name_prefix="extract")
+        self._done: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, stream: BinaryIO, options: JobOptions) -> dict:
+        """Store the upload, record the job as queued and hand it to the pool."""
+        job_dir = make_job_dir(self.settings)
+        try:
+            upload = save_upload(stream, job_dir, self.settings)
+            job = self.store.create(self._new_record(options, upload))
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
+        with self._lock:
+            self._done[job["job_id"]] = threading.Event()
+        self._pool.submit(self._run, job["job_id"], job_dir, options)
+        return job
+
+    def wait(self, job_id: str, timeout: float) -> bool:
+        """Wait until a job this worker runs has ended; return False on timeout."""
+        with self._lock:
+            event = self._done.get(job_id)
+        return event.wait(timeout) if event else True
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the pool (used by tests and at worker exit)."""
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    def _new_record(self, options: JobOptions, upload: Path) -> dict:
+        return {
+            "job_id": new_job_id(),
+            "status": JobStatus.QUEUED.value,
+            "stage": Stage.FILE_RECEIVED.value,
+            "progress": 0,
+            "message": "File received; waiting for a worker.",
+            "pages_done": 0,
+            "pages_total": None,
+            "filename": options.filename,
+            "file_size": upload.stat().st_size,
+            "options": options.public(),
+        }
+
+    def _run(self, job_id: str, job_dir: Path, options: JobOptions) -> None:
+        try:
+            Pipeline(self.settings, self.store, job_id, options).run(job_dir / UPLOAD_NAME)
+        except Exception:
+            log.exception("job %s: unexpected failure", job_id)
+            self._fail_quietly(job_id, ParserCrash("The server failed while processing this PDF."))
+        finally:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            with self._lock:
+                event = self._done.pop(job_id, None)
+            if event:
+                event.set()
+
+    def _fail_quietly(self, job_id: str, error: ExtractorError) -> None:
+        try:
+            self.store.fail(job_id, error.code, error.message)
+        except Exception:  # the store may itself be the failure; the job then expires
+            log.exception("job %s: could not record failure", job_id)
+
+
+class Pipeline:
+    """One job's run: parse in a child, then sanitize, chunk and store the result."""
+
+    def __init__(
+        self, settings: Settings, store: JobStore, job_id: str, options: JobOptions
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.job_id = job_id
+        self.options = options
+        self.collected = PageCollector()
+        self._last_write = 0.0
+
+    def run(self, upload: Path) -> None:
+        """Run every stage; a typed extraction failure fails the job with its code."""
+        self._update(
+            status=JobStatus.PROCESSING.value,
+            stage=Stage.READING.value,
+            progress=READING_START,
+            message="Reading the PDF.",
+        )
+        try:
+            self._parse(upload)
+            data = self._finish()
+        except ExtractionError as error:
+            self.store.fail(self.job_id, error.code, error.message)
+            return
+        self.store.complete(
+            self.job_id,
+            data,
+            message="Extraction complete.",
+            pages_done=len(self.collected.pages) + len(self.collected.failed),
+        )
+
+    def _parse(self, upload: Path) -> None:
+        with ExtractionProcess(self._request(upload)) as process:
+            process.start()
+            for event in process.events():
+                self.collected.add(event)
+                self._report_progress(event)
+
+    def _request(self, upload: Path) -> ExtractRequest:
+        return ExtractRequest(
+            path=str(upload),
+            password=self.options.password,
+            pages=list(self.options.pages) if self.options.pages else None,
+            extract_type=self.options.extract_type,
+            include_tables=self.options.include_tables,
+            max_pages=self.settings.max_pages,
+        )
+
+    def _report_progress(self, event: dict) -> None:
+        if event["type"] == "opened":
+            total = len(event["selected"]) if self.options.wants_text else 0
+            self._update(pages_total=total, message=f"Reading {total} page(s).")
+        elif event["type"] in ("page", "page_failed"):
+            self._page_progress()
+
+    def _page_progress(self) -> None:
+        done = len(self.collected.pages) + len(self.collected.failed)
+        total = len(self.collected.opened.get("selected", [])) or 1
+        now = time.monotonic()
+        if now - self._last_write < PROGRESS_WRITE_INTERVAL_S and done < total:
+            return
+        self._last_write = now
+        progress = READING_START + (READING_END - READING_START) * done // total
+        self._update(pages_done=done, progress=progress, message=f"Read {done} of {total} page(s).")
+
+    def _finish(self) -> dict:
+        self._update(
+            stage=Stage.READING_COMPLETE.value, progress=READING_END, message="Reading complete."
+        )
+        self._check_text_found()
+        chunks: list[dict] = []
+        if self.options.wants_text:
+            self._update(
+                stage=Stage.CHUNKING.value,
+                progress=CHUNKING_AT,
+                message="Cutting the text into chunks.",
+            )
+            chunks, warnings = chunk_pages(
+                sorted(self.collected.pages.items()),
+                self.options.chunk_size,
+                self.options.chunk_overlap,
+            )
+            self.collected.warnings.extend(warnings)
+        return self._result(chunks)
+
+    def _check_text_found(self) -> None:
+        collected = self.collected
+        if not self.options.wants_text:
+            return
+        if not collected.pages and collected.failed:
+            raise ParserCrash("No page of this PDF could be read.")
+        if not any(text.strip() for text in collected.pages.values()):
+            raise NoTextLayer()
+
+    def _result(self, chunks: list[dict]) -> dict:
+        collected = self.collected
+        data: dict = {"metadata": collected.opened.get("metadata", {})}
+        if self.options.wants_text:
+            data["text"] = {
+                f"page_{n}": {"page_number": n, "text": t, "char_count": len(t)}
+                for n, t in sorted(collected.pages.items())
+            }
+            data["chunks"] = chunks
+        if self.options.wants_tables:
+            data["tables"] = collected.tables
+        if collected.failed:
+            data["failed_pages"] = collected.failed
+        data["warnings"] = collected.warnings
+        return data
+
+    def _update(self, **fields: object) -> None:
+        self.store.update(self.job_id, **fields)

@@ -1,0 +1,263 @@
+"""The HTTP API through Flask's test client, on both job stores, with real corpus PDFs."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
+
+from api import create_app
+from config import Settings
+
+POLL_DEADLINE_S = 60
+
+
+def make_settings(tmp_path: Path, **overrides) -> Settings:
+    """Settings for a test app: private upload dir, no Redis unless given."""
+    values = {"redis_url": None, "upload_dir": str(tmp_path), "extract_workers": 2}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def app(request, tmp_path):
+    """An app on the in-memory store and one on a real Redis."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        settings = make_settings(tmp_path, redis_url=url, redis_key_prefix=prefix)
+    else:
+        settings = make_settings(tmp_path)
+    application = create_app(settings)
+    yield application
+    application.extensions["pdfx"].jobs.shutdown()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def upload(client, path: Path, route: str = "/extract/async", **fields):
+    """POST a file as multipart with extra form fields (encoded in memory, no temp file)."""
+    name = fields.pop("name", path.name)
+    values: dict = {key: str(value) for key, value in fields.items()}
+    values["file"] = FileStorage(io.BytesIO(path.read_bytes()), name)
+    boundary, body = encode_multipart(values)
+    return client.post(route, data=body, content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def poll(client, job_id: str) -> dict:
+    """Poll a job until it is terminal."""
+    deadline = time.monotonic() + POLL_DEADLINE_S
+    while time.monotonic() < deadline:
+        body = client.get(f"/job/{job_id}").get_json()
+        if body["status"] in ("completed", "failed"):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {body}")
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+class TestAsyncExtraction:
+    """POST /extract/async answers 202 at once and the job ends with per-page text and chunks."""
+
+    def test_accepts_and_completes_multi_page_pdf(self, client, corpus):
+        response = upload(client, corpus / "clean/pdflatex-4-pages.pdf")
+        assert response.status_code == 202
+        body = response.get_json()
+        assert body["success"] is True and body["status"] == "queued"
+        assert response.headers["Location"] == body["status_url"] == f"/job/{body['job_id']}"
+        job = poll(client, body["job_id"])
+        assert job["status"] == "completed", job
+        assert job["stage"] == "done" and job["progress"] == 100
+        assert job["pages_done"] == job["pages_total"] == 4
+        data = job["data"]
+        assert sorted(data["text"]) == ["page_1", "page_2", "page_3", "page_4"]
+        assert squash(data["text"]["page_1"]["text"]).startswith("Hello, here is some text")
+        assert data["metadata"]["num_pages"] == 4
+        assert data["chunks"] and all(c["char_count"] <= 2000 for c in data["chunks"])
+        assert {p for c in data["chunks"] for p in c["pages"]} == {1, 2, 3, 4}
+
+    def test_page_selection_limits_text_and_chunk_pages(self, client, corpus):
+        job_id = upload(client, corpus / "clean/pdflatex-4-pages.pdf", pages="2-3").get_json()[
+            "job_id"
+        ]
+        job = poll(client, job_id)
+        assert sorted(job["data"]["text"]) == ["page_2", "page_3"]
+        assert {p for c in job["data"]["chunks"] for p in c["pages"]} <= {2, 3}
+
+    def test_job_record_never_holds_the_password(self, app, client, corpus):
+        path = corpus / "encrypted/libreoffice-writer-password.pdf"
+        job_id = upload(client, path, password="openpassword").get_json()["job_id"]
+        job = poll(client, job_id)
+        assert job["status"] == "completed"
+        stored = app.extensions["pdfx"].store.get(job_id)
+        assert "openpassword" not in repr(stored)
+
+    @pytest.mark.parametrize(
+        ("name", "fields", "code"),
+        [
+            ("encrypted/libreoffice-writer-password.pdf", {}, "password_required"),
+            ("encrypted/libreoffice-writer-password.pdf", {"password": "nope"}, "wrong_password"),
+            ("image-only/bitmap-mmr.pdf", {}, "no_text_layer"),
+            ("clean/pdflatex-4-pages.pdf", {"pages": "7"}, "invalid_pages"),
+        ],
+    )
+    def test_typed_failures(self, client, corpus, name, fields, code):
+        job_id = upload(client, corpus / name, **fields).get_json()["job_id"]
+        job = poll(client, job_id)
+        assert job["status"] == "failed" and job["stage"] == "failed"
+        assert job["error_code"] == code and job["error"]
+
+    def test_too_many_pages_fails_the_job(self, app, corpus, tmp_path):
+        small = create_app(make_settings(tmp_path, max_pages=2))
+        job_id = upload(small.test_client(), corpus / "clean/pdflatex-4-pages.pdf").get_json()[
+            "job_id"
+        ]
+        assert poll(small.test_client(), job_id)["error_code"] == "too_many_pages"
+        small.extensions["pdfx"].jobs.shutdown()
+
+    def test_upload_dir_is_empty_after_jobs(self, app, client, corpus, tmp_path):
+        ok = upload(client, corpus / "clean/minimal-document.pdf").get_json()["job_id"]
+        bad = upload(client, corpus / "image-only/bitmap-mmr.pdf").get_json()["job_id"]
+        poll(client, ok), poll(client, bad)
+        app.extensions["pdfx"].jobs.wait(ok, 5), app.extensions["pdfx"].jobs.wait(bad, 5)
+        assert list(tmp_path.iterdir()) == []
+
+
+class TestRejectedUploads:
+    """Bad input is a 4xx JSON error with a stable code, before anything is queued."""
+
+    def test_missing_file(self, client):
+        response = client.post("/extract/async", data={}, content_type="multipart/form-data")
+        assert response.status_code == 400
+        assert response.get_json()["error_code"] == "missing_file"
+
+    def test_wrong_extension(self, client, corpus):
+        response = upload(client, corpus / "clean/minimal-document.pdf", name="doc.txt")
+        assert response.status_code == 400
+        assert response.get_json()["error_code"] == "invalid_file_type"
+
+    def test_not_a_pdf(self, client, tmp_path):
+        fake = tmp_path / "fake.pdf"
+        fake.write_bytes(b"<html>" + b"x" * 500)
+        response = upload(client, fake)
+        assert response.get_json()["error_code"] == "invalid_file_type"
+
+    def test_too_small(self, client, tmp_path):
+        tiny = tmp_path / "tiny.pdf"
+        tiny.write_bytes(b"%PDF-1.4\n%%EOF")
+        assert upload(client, tiny).get_json()["error_code"] == "file_too_small"
+
+    @pytest.mark.parametrize("pages", ["abc", "0", "5-2", "1,,2", "-3"])
+    def test_malformed_pages_spec(self, client, corpus, pages):
+        response = upload(client, corpus / "clean/minimal-document.pdf", pages=pages)
+        assert response.status_code == 400
+        assert response.get_json()["error_code"] == "invalid_pages_spec"
+
+    def test_chunk_size_over_max(self, client, corpus):
+        response = upload(client, corpus / "clean/minimal-document.pdf", chunk_size=5000)
+        assert response.status_code == 400
+        assert response.get_json()["error_code"] == "invalid_field"
+
+    def test_over_max_upload_is_413_json(self, corpus, tmp_path):
+        app = create_app(make_settings(tmp_path, max_upload_mb=1))
+        big = tmp_path / "big.pdf"
+        big.write_bytes(b"%PDF-1.7\n" + b"0" * (3 * 1024 * 1024))
+        # Encoded in memory: the test client's own temp file would leak on a 413.
+        boundary, body = encode_multipart(
+            {"file": FileStorage(io.BytesIO(big.read_bytes()), "big.pdf")}
+        )
+        response = app.test_client().post(
+            "/extract/async",
+            data=body,
+            content_type=f"multipart/form-data; boundary={boundary}",
+        )
+        assert response.status_code == 413
+        assert response.get_json()["error_code"] == "file_too_large"
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith("pdfx-job-")]
+        app.extensions["pdfx"].jobs.shutdown()
+
+    def test_unknown_job_is_404_json(self, client):
+        response = client.get("/job/does-not-exist")
+        assert response.status_code == 404
+        assert response.get_json()["error"] == "Job not found"
+        assert response.get_json()["error_code"] == "job_not_found"
+
+    def test_wrong_method_is_405_json(self, client):
+        response = client.get("/extract/async")
+        assert response.status_code == 405
+        assert response.get_json()["error_code"] == "method_not_allowed"
+
+
+class TestSyncRoutes:
+    """POST /extract and its shortcuts run the same pipeline and wait for the result."""
+
+    def test_extract_waits_for_data(self, client, corpus):
+        response = upload(client, corpus / "clean/pdflatex-4-pages.pdf", route="/extract")
+        assert response.status_code == 200
+        body = response.get_json()
+        assert body["success"] is True and body["filename"] == "pdflatex-4-pages.pdf"
+        assert len(body["data"]["text"]) == 4
+
+    def test_metadata_shortcut_has_no_text(self, client, corpus):
+        response = upload(client, corpus / "clean/pdflatex-4-pages.pdf", route="/extract/metadata")
+        data = response.get_json()["data"]
+        assert data["metadata"]["num_pages"] == 4 and "text" not in data
+
+    def test_tables_shortcut_returns_tables(self, client, corpus):
+        response = upload(
+            client, corpus / "clean/2022_Q3_AAPL.pdf", route="/extract/tables", pages="3-4"
+        )
+        data = response.get_json()["data"]
+        assert any(data["tables"].values())
+
+    def test_failure_is_422_with_code(self, client, corpus):
+        response = upload(
+            client, corpus / "clean/pdflatex-4-pages.pdf", route="/extract/text", pages="9"
+        )
+        assert response.status_code == 422
+        assert response.get_json()["error_code"] == "invalid_pages"
+
+    def test_timeout_is_504_with_job_id(self, corpus, tmp_path):
+        app = create_app(make_settings(tmp_path, sync_timeout_s=0.01))
+        response = upload(
+            app.test_client(), corpus / "clean/GeoTopo-komprimiert.pdf", route="/extract"
+        )
+        body = response.get_json()
+        assert response.status_code == 504 and body["error_code"] == "sync_timeout"
+        assert poll(app.test_client(), body["job_id"])["status"] == "completed"
+        app.extensions["pdfx"].jobs.shutdown()
+
+
+class TestHealth:
+    """GET /health reports the job store; / lists the routes."""
+
+    def test_health(self, app, client):
+        body = client.get("/health").get_json()
+        assert body["status"] == "healthy" and body["service"] == "PDF Extractor API"
+        kind = app.extensions["pdfx"].store.kind
+        assert body["job_store"] == kind
+        assert body["redis"] == ("connected" if kind == "redis" else "not_configured")
+
+    def test_unreachable_redis_at_start_serves_from_memory_degraded(self, tmp_path):
+        app = create_app(make_settings(tmp_path, redis_url="redis://127.0.0.1:1/0"))
+        body = app.test_client().get("/health").get_json()
+        assert body == {
+            "status": "degraded",
+            "service": "PDF Extractor API",
+            "redis": "disconnected",
+            "job_store": "memory",
+        }
+        app.extensions["pdfx"].jobs.shutdown()
+
+    def test_index_lists_routes(self, client):
+        assert "POST /extract/async" in client.get("/").get_json()["routes"]
