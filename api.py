@@ -6,8 +6,10 @@ does no work (tests call ``create_app(settings)`` with their own settings).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -24,6 +26,7 @@ from errors import (
 )
 from jobs import JobManager
 from jobstore import JobStatus, JobStore, open_job_store
+from nhost_client import config_problems, nhost_status, resolve_nhost_identity
 from validation import parse_options
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ HTTP_ERROR_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
 }
+NHOST_STATUS_CACHE_S = 30.0
 SHORTCUT_TYPES = {"text": "text", "metadata": "metadata", "tables": "tables"}
 
 bp = Blueprint("extractor", __name__)
@@ -64,6 +68,15 @@ class Services:
     store: JobStore
     redis_state: str
     jobs: JobManager
+    nhost_checked: tuple[float, str] = field(default=(float("-inf"), "not_configured"))
+
+    def nhost_state(self) -> str:
+        """Return Nhost's state, probed at most every NHOST_STATUS_CACHE_S seconds."""
+        checked_at, state = self.nhost_checked
+        if time.monotonic() - checked_at > NHOST_STATUS_CACHE_S:
+            state = nhost_status(self.settings)
+            self.nhost_checked = (time.monotonic(), state)
+        return state
 
 
 def services() -> Services:
@@ -79,6 +92,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     app.json.sort_keys = False
     store, redis_state = open_job_store(settings)
+    for problem in config_problems(settings):
+        log.warning("Nhost configuration: %s", problem)
     app.extensions["pdfx"] = Services(settings, store, redis_state, JobManager(settings, store))
     app.register_blueprint(bp)
     register_error_handlers(app)
@@ -125,6 +140,8 @@ def public_job(record: dict) -> dict:
     if record["status"] == JobStatus.FAILED.value:
         view["error"] = record.get("error")
         view["error_code"] = record.get("error_code")
+    if "nhost_result" in record:
+        view["nhost_result"] = record["nhost_result"]
     return view
 
 
@@ -135,7 +152,20 @@ def submit_upload(forced_type: str | None = None) -> dict:
     if upload is None or not upload.filename:
         raise MissingFile()
     options = parse_options(request.form, upload.filename, svc.settings, forced_type)
+    if options.send_to_nhost or options.user_id or bearer_token():
+        identity = resolve_nhost_identity(
+            svc.settings, request.headers.get("X-API-Key"), bearer_token(), options.user_id
+        )
+        options = dataclasses.replace(options, nhost_identity=identity)
     return svc.jobs.submit(upload.stream, options)
+
+
+def bearer_token() -> str | None:
+    """Return the end user's Nhost access token from `Authorization: Bearer`, if any."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 @bp.post("/extract/async")
@@ -206,9 +236,9 @@ def health() -> Any:
     svc = services()
     redis = redis_status(svc)
     status = "healthy" if redis in ("connected", "not_configured") else "degraded"
-    return jsonify(
-        {"status": status, "service": SERVICE_NAME, "redis": redis, "job_store": svc.store.kind}
-    )
+    body = {"status": status, "service": SERVICE_NAME, "redis": redis, "job_store": svc.store.kind}
+    body["nhost"] = svc.nhost_state()
+    return jsonify(body)
 
 
 def redis_status(svc: Services) -> str:

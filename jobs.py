@@ -22,6 +22,7 @@ from config import Settings
 from errors import ExtractionError, ExtractorError, NoTextLayer, ParserCrash
 from extraction import ExtractionProcess, ExtractRequest
 from jobstore import JobStatus, JobStore, Stage
+from nhost_client import NhostClient
 from sanitize import sanitize_page_text
 from validation import JobOptions, check_upload_file
 
@@ -31,6 +32,13 @@ UPLOAD_NAME = "upload.pdf"
 COPY_BLOCK = 1024 * 1024
 PROGRESS_WRITE_INTERVAL_S = 0.25
 READING_START, READING_END, CHUNKING_AT = 5, 85, 90
+NHOST_NO_CREDENTIALS = {
+    "status": "skipped",
+    "document_id": None,
+    "chunks_written": 0,
+    "error_code": "nhost_credentials_lost",
+    "error": "The job was re-run after a worker restart; its Nhost credentials are not kept.",
+}
 
 
 def new_job_id() -> str:
@@ -91,6 +99,7 @@ class JobManager:
         self.settings = settings
         self.store = store
         self._pool = ThreadPoolExecutor(settings.extract_workers, thread_name_prefix="extract")
+        self._nhost = NhostClient(settings)
         self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -134,7 +143,8 @@ class JobManager:
 
     def _run(self, job_id: str, job_dir: Path, options: JobOptions) -> None:
         try:
-            Pipeline(self.settings, self.store, job_id, options).run(job_dir / UPLOAD_NAME)
+            pipeline = Pipeline(self.settings, self.store, job_id, options, self._nhost)
+            pipeline.run(job_dir / UPLOAD_NAME)
         except Exception:
             log.exception("job %s: unexpected failure", job_id)
             self._fail_quietly(job_id, ParserCrash("The server failed while processing this PDF."))
@@ -156,12 +166,18 @@ class Pipeline:
     """One job's run: parse in a child, then sanitize, chunk and store the result."""
 
     def __init__(
-        self, settings: Settings, store: JobStore, job_id: str, options: JobOptions
+        self,
+        settings: Settings,
+        store: JobStore,
+        job_id: str,
+        options: JobOptions,
+        nhost: NhostClient | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.job_id = job_id
         self.options = options
+        self.nhost = nhost
         self.collected = PageCollector()
         self._last_write = 0.0
 
@@ -184,7 +200,26 @@ class Pipeline:
             data,
             message="Extraction complete.",
             pages_done=len(self.collected.pages) + len(self.collected.failed),
+            **self._push_to_nhost(data),
         )
+
+    def _push_to_nhost(self, data: dict) -> dict:
+        """Push the result when asked; the outcome never fails the extraction."""
+        if not self.options.send_to_nhost or self.nhost is None:
+            return {}
+        self._update(progress=95, message="Sending the document and chunks to Nhost.")
+        identity = self.options.nhost_identity
+        if identity is None:  # a re-run after a worker restart: the credentials were not kept
+            return {"nhost_result": NHOST_NO_CREDENTIALS}
+        result = self.nhost.push_document(
+            job_id=self.job_id,
+            filename=self.options.filename,
+            upload_device=self.options.upload_device,
+            user_id=identity.user_id,
+            data=data,
+            identity=identity,
+        )
+        return {"nhost_result": result}
 
     def _parse(self, upload: Path) -> None:
         with ExtractionProcess(self._request(upload)) as process:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config import Settings
 from errors import (
@@ -15,6 +16,9 @@ from errors import (
     InvalidPagesSpec,
     PayloadTooLarge,
 )
+
+if TYPE_CHECKING:
+    from nhost_client import NhostIdentity
 
 MIN_UPLOAD_BYTES = 100
 PDF_MAGIC = b"%PDF-"
@@ -41,6 +45,9 @@ class JobOptions:
     upload_device: str | None = None
     send_to_nhost: bool = False
     send_webhook: bool = False
+    # Resolved by the API from the caller's credentials; held in memory only (it may carry
+    # the end user's access token), never stored on the job.
+    nhost_identity: NhostIdentity | None = None
 
     @property
     def wants_text(self) -> bool:
@@ -56,6 +63,7 @@ class JobOptions:
         """Return the options as stored on the job: never the password."""
         fields = asdict(self)
         fields.pop("password")
+        fields.pop("nhost_identity")
         fields["pages"] = [list(r) for r in self.pages] if self.pages else None
         return fields
 

@@ -42,13 +42,14 @@ def client(app):
     return app.test_client()
 
 
-def upload(client, path: Path, route: str = "/extract/async", **fields):
+def upload(client, path: Path, route: str = "/extract/async", headers=None, **fields):
     """POST a file as multipart with extra form fields (encoded in memory, no temp file)."""
     name = fields.pop("name", path.name)
     values: dict = {key: str(value) for key, value in fields.items()}
     values["file"] = FileStorage(io.BytesIO(path.read_bytes()), name)
     boundary, body = encode_multipart(values)
-    return client.post(route, data=body, content_type=f"multipart/form-data; boundary={boundary}")
+    content_type = f"multipart/form-data; boundary={boundary}"
+    return client.post(route, data=body, content_type=content_type, headers=headers or {})
 
 
 def poll(client, job_id: str) -> dict:
@@ -256,6 +257,7 @@ class TestHealth:
             "service": "PDF Extractor API",
             "redis": "disconnected",
             "job_store": "memory",
+            "nhost": "not_configured",
         }
         app.extensions["pdfx"].jobs.shutdown()
 
