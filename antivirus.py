@@ -13,9 +13,9 @@ real clamd 1.4 (tests/test_antivirus.py shows the second): it writes with
 it leaks a socket on every failed connect (``ResourceWarning``).
 
 clamd has no command that reports its ``StreamMaxLength``, so the file size is checked
-first against ``stream_max_bytes`` (default 25 MB, clamd's own default; pass the value of
-your clamd.conf). Should clamd's limit still be lower, its "size limit exceeded" reply is
-read after the hang-up and handled the same way.
+first against ``stream_max_bytes`` (setting ``clamav_stream_max_mb``, default 25 MB,
+clamd's own default: set it to your clamd.conf's value). Should clamd's limit still be
+lower, its "size limit exceeded" reply is read after the hang-up and handled the same way.
 
 Failures follow ``clamav_fail_mode``:
 
@@ -39,30 +39,17 @@ import struct
 from typing import Any
 
 from config import Settings
-from errors import ExtractorError, PayloadTooLarge, ServiceUnavailable
+
+# The errors live in errors.py with every other code; imported here for callers' convenience.
+from errors import AntivirusUnavailable, MalwareDetected, TooLargeToScan
+
+__all__ = [
+    "Antivirus", "AntivirusUnavailable", "MalwareDetected", "TooLargeToScan", "ensure_clean",
+]  # fmt: skip
 
 DEFAULT_STREAM_MAX_BYTES = 25 * 1024 * 1024  # clamd's default StreamMaxLength
 CHUNK_BYTES = 64 * 1024
 ENGINE = "clamav"
-
-
-class AntivirusUnavailable(ServiceUnavailable):
-    code = "antivirus_unavailable"
-    default_message = "The virus scanner is unreachable right now. Please retry shortly."
-
-
-class TooLargeToScan(PayloadTooLarge):
-    code = "too_large_for_scanner"
-    default_message = "The file is larger than the virus scanner accepts."
-
-
-class MalwareDetected(ExtractorError):
-    code = "malware_detected"
-    status = 422
-
-    def __init__(self, signature: str) -> None:
-        super().__init__(f"The file was rejected: the virus scanner found {signature}.")
-        self.signature = signature
 
 
 def ensure_clean(result: dict[str, Any]) -> None:
@@ -81,13 +68,13 @@ def _result(status: str, signature: str | None = None, reason: str | None = None
 class Antivirus:
     """A clamd client built from the settings."""
 
-    def __init__(self, settings: Settings, stream_max_bytes: int = DEFAULT_STREAM_MAX_BYTES):
+    def __init__(self, settings: Settings, stream_max_bytes: int | None = None):
         self.socket_path = settings.clamav_socket
         self.host = settings.clamav_host
         self.port = settings.clamav_port
         self.timeout = settings.clamav_timeout_s
         self.fail_closed = settings.clamav_fail_mode == "closed"
-        self.stream_max_bytes = stream_max_bytes
+        self.stream_max_bytes = stream_max_bytes or settings.clamav_stream_max_mb * 1024 * 1024
 
     @property
     def configured(self) -> bool:

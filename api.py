@@ -1,4 +1,9 @@
-"""The HTTP API: the app factory, the routes and the one error body shape.
+"""The HTTP API: the app factory, the routes, who may call them, and the one error body shape.
+
+Protections wired here: API keys (``X-API-Key``, constant-time compare; a job is visible only
+to the key that created it), flask-limiter on Redis (in-memory fallback when Redis is down),
+``ProxyFix`` for ``TRUSTED_PROXIES``, security headers on every response, and CORS only for
+``CORS_ORIGINS``.
 
 ``gunicorn api:app`` builds the app lazily on first access, so importing this module
 does no work (tests call ``create_app(settings)`` with their own settings).
@@ -7,16 +12,22 @@ does no work (tests call ``create_app(settings)`` with their own settings).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import Settings, load_settings
+from config import Settings, load_settings, split_list
 from errors import (
+    AuthError,
     ExtractorError,
     JobNotFound,
     MissingFile,
@@ -56,6 +67,21 @@ HTTP_ERROR_CODES = {
 }
 NHOST_STATUS_CACHE_S = 30.0
 SHORTCUT_TYPES = {"text": "text", "metadata": "metadata", "tables": "tables"}
+API_KEY_HEADER = "X-API-Key"
+OPEN_ENDPOINTS = frozenset({"extractor.health"})
+EXTRACT_ENDPOINTS = (
+    "extractor.extract_async", "extractor.extract_sync", "extractor.extract_shortcut",
+)  # fmt: skip
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+CORS_ALLOW_HEADERS = "X-API-Key, Authorization, Content-Type"
+CORS_EXPOSE_HEADERS = "Location, Retry-After"
+CORS_MAX_AGE_S = "600"
 
 bp = Blueprint("extractor", __name__)
 
@@ -77,6 +103,8 @@ class Services:
             state = nhost_status(self.settings)
             self.nhost_checked = (time.monotonic(), state)
         return state
+    api_keys: list[str] = field(default_factory=list)
+    cors_origins: list[str] = field(default_factory=list)
 
 
 def services() -> Services:
@@ -91,13 +119,109 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     app.json.sort_keys = False
+    if settings.trusted_proxies:
+        # Each trusted proxy appends one X-Forwarded-For hop; only those hops are believed.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
     store, redis_state = open_job_store(settings)
     for problem in config_problems(settings):
         log.warning("Nhost configuration: %s", problem)
-    app.extensions["pdfx"] = Services(settings, store, redis_state, JobManager(settings, store))
+    app.extensions["pdfx"] = Services(
+        settings,
+        store,
+        redis_state,
+        JobManager(settings, store),
+        api_keys=split_list(settings.api_keys),
+        cors_origins=split_list(settings.cors_origins),
+    )
+    if not app.extensions["pdfx"].api_keys:
+        log.warning("API_KEYS is not set: the API is open to anyone who can reach it")
     app.register_blueprint(bp)
+    install_rate_limits(app, settings)
+    app.before_request(authenticate)
+    app.after_request(add_security_headers)
+    app.after_request(add_cors_headers)
     register_error_handlers(app)
     return app
+
+
+def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
+    """Limit the extract routes and polling per client address, counted in Redis."""
+    storage = settings.ratelimit_storage_uri or settings.redis_url or "memory://"
+    options: dict[str, Any] = {}
+    if storage.startswith(("redis://", "rediss://", "unix://")):
+        # Short timeouts: a dead Redis must switch us to the memory fallback, not hang.
+        options = {
+            "key_prefix": f"{settings.redis_key_prefix}:ratelimit",
+            "socket_connect_timeout": 1,
+            "socket_timeout": 1,
+        }
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        storage_uri=storage,
+        storage_options=options,
+        strategy="fixed-window",
+        headers_enabled=True,
+        in_memory_fallback_enabled=True,
+        enabled=settings.ratelimit_enabled,
+    )
+    views = app.view_functions
+    if settings.ratelimit_default:
+        extract = limiter.shared_limit(settings.ratelimit_default, scope="extract")
+        for endpoint in EXTRACT_ENDPOINTS:
+            views[endpoint] = extract(views[endpoint])
+    if settings.ratelimit_extract_async:
+        async_route = "extractor.extract_async"
+        views[async_route] = limiter.limit(settings.ratelimit_extract_async)(views[async_route])
+    if settings.ratelimit_poll:
+        poll = "extractor.job_status"
+        views[poll] = limiter.limit(settings.ratelimit_poll)(views[poll])
+    return limiter
+
+
+def authenticate() -> None:
+    """Require a valid X-API-Key (when API_KEYS is set) on every route but /health."""
+    g.owner = None
+    keys = services().api_keys
+    if not keys or request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
+        return
+    given = request.headers.get(API_KEY_HEADER, "").encode()
+    matched = None
+    for key in keys:  # every key is compared, in constant time, whatever matches
+        if hmac.compare_digest(given, key.encode()):
+            matched = key
+    if matched is None:
+        raise AuthError(f"A valid API key is required in the {API_KEY_HEADER} header.")
+    g.owner = key_owner(matched)
+
+
+def key_owner(key: str) -> str:
+    """Return the owner id stored on a key's jobs: a hash, never the key itself."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def add_security_headers(response: Any) -> Any:
+    """Set the security headers on every response."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def add_cors_headers(response: Any) -> Any:
+    """Allow a listed browser origin (CORS is off unless CORS_ORIGINS is set)."""
+    origins = services().cors_origins
+    origin = request.headers.get("Origin")
+    if not origins or not origin or ("*" not in origins and origin not in origins):
+        return response
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers.add("Vary", "Origin")
+    response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE_S
+    return response
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -120,7 +244,11 @@ def http_error_response(error: HTTPException) -> Any:
     """Turn a werkzeug HTTP error (404, 405, 413...) into the same body shape."""
     status = error.code or 500
     code = HTTP_ERROR_CODES.get(status, f"http_{status}")
-    message = error.description if status != 413 else "The upload is larger than allowed."
+    message = error.description
+    if status == 413:
+        message = "The upload is larger than allowed."
+    elif status == 429:
+        message = f"Too many requests (limit: {error.description}); retry after Retry-After s."
     response = jsonify({"success": False, "error": message, "error_code": code})
     response.status_code = status
     return response
@@ -154,10 +282,10 @@ def submit_upload(forced_type: str | None = None) -> dict:
     options = parse_options(request.form, upload.filename, svc.settings, forced_type)
     if options.send_to_nhost or options.user_id or bearer_token():
         identity = resolve_nhost_identity(
-            svc.settings, request.headers.get("X-API-Key"), bearer_token(), options.user_id
+            svc.settings, request.headers.get(API_KEY_HEADER), bearer_token(), options.user_id
         )
         options = dataclasses.replace(options, nhost_identity=identity)
-    return svc.jobs.submit(upload.stream, options)
+    return svc.jobs.submit(upload.stream, options, owner=g.owner)
 
 
 def bearer_token() -> str | None:
@@ -186,10 +314,15 @@ def extract_async() -> Any:
 @bp.get("/job/<job_id>")
 def job_status(job_id: str) -> Any:
     """Return a job's state, with its data once completed."""
+    return jsonify(public_job(owned_job(job_id)))
+
+
+def owned_job(job_id: str) -> dict:
+    """Return the caller's job; another caller's job is 404, as if it did not exist."""
     record = services().store.get(job_id)
-    if record is None:
+    if record is None or record.get("owner") != g.owner:
         raise JobNotFound()
-    return jsonify(public_job(record))
+    return record
 
 
 @bp.post("/extract")
@@ -213,9 +346,7 @@ def run_sync(forced_type: str | None) -> Any:
     job_id = job["job_id"]
     if not svc.jobs.wait(job_id, svc.settings.sync_timeout_s):
         raise SyncTimeout(job_id=job_id, status_url=f"/job/{job_id}")
-    record = svc.store.get(job_id)
-    if record is None:
-        raise JobNotFound()
+    record = owned_job(job_id)
     if record["status"] == JobStatus.FAILED.value:
         error = extraction_error(record["error_code"], record.get("error"))
         error.details = {"job_id": job_id}

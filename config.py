@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     allowed_upload_devices: str = "web,mobile,api"
     pdf_reject_features: str = ""
     dangerous_content: Literal["off", "flag", "reject"] = "flag"
+    # Rate limits (flask-limiter syntax; ";" separates several). Storage: REDIS_URL.
+    ratelimit_enabled: bool = True
+    ratelimit_default: str = "100 per hour;10 per minute"
+    ratelimit_extract_async: str = "5 per minute"
+    ratelimit_poll: str = "120 per minute"
+    ratelimit_storage_uri: str | None = None  # default: REDIS_URL, else memory://
+    # Reverse proxies in front of the service (Railway: 1) whose X-Forwarded-For is trusted.
+    trusted_proxies: int = Field(0, ge=0, le=5)
+    cors_origins: str = ""  # comma-separated origins allowed to call from a browser; "*" = any
 
     # Antivirus (clamd). Unset socket and host = not configured.
     clamav_socket: str | None = None
@@ -49,6 +58,7 @@ class Settings(BaseSettings):
     clamav_port: int = 3310
     clamav_fail_mode: Literal["closed", "open"] = "closed"
     clamav_timeout_s: float = Field(30.0, gt=0)
+    clamav_stream_max_mb: int = Field(25, ge=1)  # clamd.conf's StreamMaxLength
 
     # Nhost (Hasura GraphQL). No defaults for secrets.
     nhost_graphql_url: str | None = None

@@ -23,7 +23,9 @@ import unicodedata
 from collections import defaultdict
 from typing import Any, NamedTuple
 
-from errors import ExtractionError
+from errors import DangerousContent
+
+__all__ = ["DangerousContent", "apply_policy", "findings_to_warnings", "scan_text"]
 
 SAMPLE_CHARS = 60
 MODES = ("off", "flag", "reject")
@@ -123,11 +125,6 @@ KIND_NAMES = {
 }
 
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "„": '"'})
-
-
-class DangerousContent(ExtractionError):
-    code = "dangerous_content"
-    default_message = "The PDF contains text that looks like an injection attack."
 
 
 def scan_text(pages: list[tuple[int, str]]) -> list[dict[str, Any]]:

@@ -6,18 +6,22 @@ Anything else that escapes is logged and answered as ``internal_error`` without 
 
 ExtractorError (500 internal_error)
 ├── RequestError (400)
-│   ├── MissingFile, InvalidFileType, FileTooSmall, InvalidPagesSpec,
+│   ├── MissingFile, InvalidFileType, InvalidMimeType, FileTooSmall, InvalidPagesSpec,
+│   ├── InvalidFilename, InvalidUserId, InvalidUploadDevice
 │   └── InvalidField (bad chunk_size, extract_type, ...)
 ├── AuthError (401 unauthorized)
 ├── JobNotFound (404 job_not_found)
 ├── PayloadTooLarge (413 file_too_large)
+│   └── TooLargeToScan (413 too_large_for_scanner)
 ├── ServiceUnavailable (503)
-│   └── JobStoreUnavailable (503 job_store_unavailable)
+│   ├── JobStoreUnavailable (503 job_store_unavailable)
+│   └── AntivirusUnavailable (503 antivirus_unavailable)
 ├── SyncTimeout (504 sync_timeout)
 └── ExtractionError (422; a job's failure outcome, stored on the job)
     ├── PasswordRequired, WrongPassword, CorruptPdf, TooManyPages, InvalidPages,
     ├── NoText, NoTextLayer, ParserCrash, ExtractTimeout, Stalled, MemoryLimit,
-    └── Cancelled, WorkerLost
+    ├── Cancelled, WorkerLost, PdfFeatureRejected, DangerousContent
+    └── MalwareDetected (refused at upload, before a job exists)
 """
 
 from __future__ import annotations
@@ -72,6 +76,26 @@ class InvalidField(RequestError):
     code = "invalid_field"
 
 
+class InvalidMimeType(RequestError):
+    code = "invalid_mime_type"
+    default_message = "The file's content is not a PDF."
+
+
+class InvalidFilename(RequestError):
+    code = "invalid_filename"
+    default_message = "The file name is not allowed."
+
+
+class InvalidUserId(RequestError):
+    code = "invalid_user_id"
+    default_message = "'user_id' must be a UUID like 123e4567-e89b-12d3-a456-426614174000."
+
+
+class InvalidUploadDevice(RequestError):
+    code = "invalid_upload_device"
+    default_message = "'upload_device' is not one of the accepted devices."
+
+
 class AuthError(ExtractorError):
     code = "unauthorized"
     status = 401
@@ -90,6 +114,11 @@ class PayloadTooLarge(ExtractorError):
     default_message = "The upload is larger than this service accepts."
 
 
+class TooLargeToScan(PayloadTooLarge):
+    code = "too_large_for_scanner"
+    default_message = "The file is larger than the virus scanner accepts."
+
+
 class ServiceUnavailable(ExtractorError):
     code = "service_unavailable"
     status = 503
@@ -100,6 +129,11 @@ class ServiceUnavailable(ExtractorError):
 class JobStoreUnavailable(ServiceUnavailable):
     code = "job_store_unavailable"
     default_message = "The job store is unreachable right now. Please retry shortly."
+
+
+class AntivirusUnavailable(ServiceUnavailable):
+    code = "antivirus_unavailable"
+    default_message = "The virus scanner is unreachable right now. Please retry shortly."
 
 
 class SyncTimeout(ExtractorError):
@@ -185,6 +219,27 @@ class WorkerLost(ExtractionError):
     default_message = "The server running this job stopped before it finished; please resubmit."
 
 
+class PdfFeatureRejected(ExtractionError):
+    code = "pdf_feature_rejected"
+    default_message = "The PDF contains a feature this service refuses (PDF_REJECT_FEATURES)."
+
+
+class DangerousContent(ExtractionError):
+    code = "dangerous_content"
+    default_message = "The PDF contains text that looks like an injection attack."
+
+
+class MalwareDetected(ExtractionError):
+    code = "malware_detected"
+
+    def __init__(self, signature: str | None = None) -> None:
+        super().__init__(
+            f"The file was rejected: the virus scanner found {signature or 'malware'}.",
+            signature=signature,
+        )
+        self.signature = signature
+
+
 EXTRACTION_ERRORS: dict[str, type[ExtractionError]] = {
     cls.code: cls
     for cls in (
@@ -201,6 +256,9 @@ EXTRACTION_ERRORS: dict[str, type[ExtractionError]] = {
         MemoryLimit,
         Cancelled,
         WorkerLost,
+        PdfFeatureRejected,
+        DangerousContent,
+        MalwareDetected,
     )
 }
 

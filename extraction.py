@@ -7,6 +7,7 @@ and writes one JSON event per line on stdout:
 - ``page``: page_number, text, engine, and ``tables`` when tables were requested
 - ``page_failed``: page_number, code
 - ``warning``: message
+- ``security`` (once, after ``opened``): indicators of the structure walk (riskscan)
 - last, ``done`` or ``error`` (code, message)
 
 The child's output is untrusted: every line is size-capped and validated here, and anything
@@ -37,6 +38,7 @@ PROJECT_DIR = Path(__file__).resolve().parent
 MAX_LINE_BYTES = 16 * 1024 * 1024
 STDERR_TAIL_BYTES = 64 * 1024
 EXIT_GRACE_S = 5.0
+MAX_INDICATORS = 100
 ENGINES = frozenset({"pdfium", "pdfminer", "pypdf"})
 EXTRACT_TYPES = frozenset({"all", "text", "metadata", "tables"})
 METADATA_STRINGS = (
@@ -173,6 +175,25 @@ def validate_page(event: dict[str, Any]) -> dict[str, Any]:
     return page
 
 
+def validate_security(event: dict[str, Any]) -> dict[str, Any]:
+    """Return the checked ``security`` event: structure indicators from riskscan."""
+    indicators = event.get("indicators")
+    if not isinstance(indicators, list) or len(indicators) > MAX_INDICATORS:
+        raise _crash("bad security indicators")
+    for item in indicators:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("key"), str)
+            and len(item["key"]) <= 64
+            and _is_int(item.get("count"))
+            and isinstance(item.get("obfuscated"), bool)
+            and item.get("source") == "structure"
+        ):
+            raise _crash("bad security indicator")
+    fields = ("key", "count", "obfuscated", "source")
+    return {"type": "security", "indicators": [{f: i[f] for f in fields} for i in indicators]}
+
+
 class EventChecker:
     """Check each event against the protocol and the events before it."""
 
@@ -189,6 +210,8 @@ class EventChecker:
             self.opened = validate_opened(event)
             self._remaining = list(self.opened["selected"])
             return self.opened
+        if kind == "security" and self.opened is not None:
+            return validate_security(event)
         if kind in ("page", "page_failed") and self.opened is not None:
             self._check_page_number(event.get("page_number"))
             if kind == "page":
@@ -329,6 +352,8 @@ def extract_all(request: ExtractRequest) -> dict[str, Any]:
                 result["pages"].append(event)
             elif event["type"] == "page_failed":
                 result["failed_pages"].append(event)
+            elif event["type"] == "security":
+                result["security"] = event["indicators"]
             else:
                 result["warnings"].append(event["message"])
     return result

@@ -24,6 +24,7 @@ from extraction import ExtractionProcess, ExtractRequest
 from jobstore import JobStatus, JobStore, Stage
 from nhost_client import NhostClient
 from sanitize import sanitize_page_text
+from screening import Screener
 from validation import JobOptions, check_upload_file
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class PageCollector:
     failed: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     opened: dict = field(default_factory=dict)
+    structure: list[dict] | None = None  # the child's structure walk (None = never came)
 
     def add(self, event: dict) -> None:
         """Take one event from the parse child."""
@@ -82,6 +84,8 @@ class PageCollector:
             self.warnings.append(f"Page {event['page_number']} could not be read.")
         elif kind == "warning":
             self.warnings.append(event["message"])
+        elif kind == "security":
+            self.structure = event["indicators"]
 
     def _add_page(self, event: dict) -> None:
         number = event["page_number"]
@@ -98,23 +102,31 @@ class JobManager:
     def __init__(self, settings: Settings, store: JobStore) -> None:
         self.settings = settings
         self.store = store
+        self.screener = Screener(settings)
         self._pool = ThreadPoolExecutor(settings.extract_workers, thread_name_prefix="extract")
         self._nhost = NhostClient(settings)
         self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def submit(self, stream: BinaryIO, options: JobOptions) -> dict:
-        """Store the upload, record the job as queued and hand it to the pool."""
+    def submit(self, stream: BinaryIO, options: JobOptions, owner: str | None = None) -> dict:
+        """Store and screen the upload, record the job as queued and hand it to the pool.
+
+        ``owner`` (a hash of the caller's credential) is kept on the job: only the same
+        caller may see it. A refused upload (malware included) is deleted at once.
+        """
         job_dir = make_job_dir(self.settings)
         try:
             upload = save_upload(stream, job_dir, self.settings)
-            job = self.store.create(self._new_record(options, upload))
+            screening = self.screener.screen_upload(upload)
+            job = self.store.create(self._new_record(options, upload, owner, screening))
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
         with self._lock:
             self._done[job["job_id"]] = threading.Event()
-        self._pool.submit(self._run, job["job_id"], job_dir, options)
+        future = self._pool.submit(self._run, job["job_id"], job_dir, options, screening)
+        # A job cancelled before it started (pool shutdown) never runs _run's cleanup.
+        future.add_done_callback(lambda f: f.cancelled() and shutil.rmtree(job_dir, True))
         return job
 
     def wait(self, job_id: str, timeout: float) -> bool:
@@ -127,7 +139,9 @@ class JobManager:
         """Stop the pool (used by tests and at worker exit)."""
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
-    def _new_record(self, options: JobOptions, upload: Path) -> dict:
+    def _new_record(
+        self, options: JobOptions, upload: Path, owner: str | None, screening: dict
+    ) -> dict:
         return {
             "job_id": new_job_id(),
             "status": JobStatus.QUEUED.value,
@@ -139,11 +153,14 @@ class JobManager:
             "filename": options.filename,
             "file_size": upload.stat().st_size,
             "options": options.public(),
+            "owner": owner,
+            "screening": screening,
         }
 
-    def _run(self, job_id: str, job_dir: Path, options: JobOptions) -> None:
+    def _run(self, job_id: str, job_dir: Path, options: JobOptions, screening: dict) -> None:
         try:
             pipeline = Pipeline(self.settings, self.store, job_id, options, self._nhost)
+            pipeline.screen(self.screener, screening)
             pipeline.run(job_dir / UPLOAD_NAME)
         except Exception:
             log.exception("job %s: unexpected failure", job_id)
@@ -180,6 +197,12 @@ class Pipeline:
         self.nhost = nhost
         self.collected = PageCollector()
         self._last_write = 0.0
+        self.screener: Screener | None = None
+        self.screening: dict = {}
+
+    def screen(self, screener: Screener, screening: dict) -> None:
+        """Attach the upload's screening: data.security and the policies then apply."""
+        self.screener, self.screening = screener, screening
 
     def run(self, upload: Path) -> None:
         """Run every stage; a typed extraction failure fails the job with its code."""
@@ -227,6 +250,8 @@ class Pipeline:
             for event in process.events():
                 self.collected.add(event)
                 self._report_progress(event)
+                if event["type"] == "security" and self.screener:
+                    self.screener.enforce_features(self._security())
 
     def _request(self, upload: Path) -> ExtractRequest:
         return ExtractRequest(
@@ -260,6 +285,11 @@ class Pipeline:
             stage=Stage.READING_COMPLETE.value, progress=READING_END, message="Reading complete."
         )
         self._check_text_found()
+        if self.screener:  # again: the child may have ended without its security event
+            self.screener.enforce_features(self._security())
+        if self.screener and self.options.wants_text:
+            pages = sorted(self.collected.pages.items())
+            self.collected.warnings.extend(self.screener.check_text(pages))
         chunks: list[dict] = []
         if self.options.wants_text:
             self._update(
@@ -298,7 +328,12 @@ class Pipeline:
         if collected.failed:
             data["failed_pages"] = collected.failed
         data["warnings"] = collected.warnings
+        if self.screener:
+            data["security"] = self._security()
         return data
+
+    def _security(self) -> dict:
+        return self.screener.report(self.screening, self.collected.structure)
 
     def _update(self, **fields: object) -> None:
         self.store.update(self.job_id, **fields)

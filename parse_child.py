@@ -577,11 +577,14 @@ def emit_pages(
 
 def run(request: Request, writer: EventWriter) -> None:
     """Open, describe and extract the document, ending with ``done``."""
+    from riskscan import structure_event  # lazily, like every parser (after apply_limits)
+
     configure_pypdf()
     engine = open_engine(request)
     texts = PageTexts(engine, request)
     try:
         selected = emit_opened(request, engine, texts, writer)
+        writer.emit(structure_event(request.path, request.password))
         if request.extract_type != "metadata":
             emit_pages(request, selected, texts, writer)
     finally:

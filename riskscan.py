@@ -371,6 +371,18 @@ class _Walk:
             pending.extend(self.get(item, key) for key in ("/First", "/Next"))
 
 
+def structure_event(path: str, password: str | None) -> dict[str, Any]:
+    """Return the parse child's ``security`` event: the structure walk of the file."""
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted:
+            reader.decrypt(password or "")
+        indicators = scan_structure(reader)
+    except Exception:  # noqa: BLE001 - a file pypdf cannot open is reported, not fatal
+        indicators = [_indicator(INCOMPLETE, 1, "structure")]
+    return {"type": "security", "indicators": indicators}
+
+
 def _indicator(key: str, count: int, source: str, obfuscated: bool = False) -> dict[str, Any]:
     return {"key": key, "count": count, "obfuscated": obfuscated, "source": source}
 

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
-from config import Settings
+import magic
+
+from config import Settings, split_list
 from errors import (
     FileTooSmall,
     InvalidField,
+    InvalidFilename,
     InvalidFileType,
+    InvalidMimeType,
     InvalidPagesSpec,
+    InvalidUploadDevice,
+    InvalidUserId,
     PayloadTooLarge,
 )
 
@@ -26,6 +34,19 @@ EXTRACT_TYPES = ("all", "text", "metadata", "tables")
 MAX_CHUNK_SIZE = 2000
 MIN_CHUNK_SIZE = 100
 _PAGES_ITEM = re.compile(r"^(\d{1,7})(?:-(\d{1,7}))?$")
+MAX_FILENAME_CHARS = 255
+PDF_MIME = "application/pdf"
+MIME_SNIFF_BYTES = 8192
+# Inner extensions that make "x.exe.pdf" a disguise (shown as .exe by a careless viewer).
+RISKY_INNER_EXTENSIONS = frozenset({
+    "exe", "com", "bat", "cmd", "scr", "pif", "msi", "dll", "js", "jse", "vbs", "vbe", "wsf",
+    "hta", "ps1", "sh", "php", "phtml", "jsp", "asp", "aspx", "html", "htm", "svg", "jar",
+    "app", "lnk",
+})  # fmt: skip
+# Unicode categories refused in names: controls (Cc), format chars such as the RTL override
+# and zero-width joiners (Cf), surrogates (Cs), private use (Co), unassigned (Cn).
+_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -122,12 +143,55 @@ def parse_extract_type(form: Mapping[str, str], forced: str | None = None) -> st
     return value
 
 
+def decode_filename(name: str) -> str:
+    """Undo percent-encoding (repeatedly: %2500 is %00) and fold Unicode look-alikes (NFKC)."""
+    for _ in range(3):
+        decoded = unquote(name, errors="strict") if "%" in name else name
+        if decoded == name:
+            break
+        name = decoded
+    return unicodedata.normalize("NFKC", name)
+
+
 def check_filename(name: str | None) -> str:
-    """Return the upload's name if it ends in .pdf."""
-    name = (name or "").strip()
-    if not name.lower().endswith(".pdf"):
+    """Return the decoded upload name if it is safe and ends in .pdf (no double extension)."""
+    try:
+        name = decode_filename((name or "").strip())
+    except UnicodeDecodeError:
+        raise InvalidFilename("The file name is not valid UTF-8 once decoded.") from None
+    if len(name) > MAX_FILENAME_CHARS:
+        raise InvalidFilename(f"The file name is longer than {MAX_FILENAME_CHARS} characters.")
+    if ".." in name or "/" in name or "\\" in name:
+        raise InvalidFilename("The file name must not contain '..', '/' or '\\'.")
+    if any(unicodedata.category(c) in _BAD_CATEGORIES for c in name):
+        raise InvalidFilename("The file name contains control or invisible characters.")
+    parts = name.lower().split(".")
+    if len(parts) < 2 or parts[-1] != "pdf" or not name[:-4].strip():
         raise InvalidFileType("Only PDF files are accepted: the file name must end in .pdf.")
+    if RISKY_INNER_EXTENSIONS & {part.strip() for part in parts[1:-1]}:
+        raise InvalidFileType("The file name has a second, executable extension before .pdf.")
     return name
+
+
+def check_user_id(value: str | None) -> str | None:
+    """Return the user id in canonical lower-case UUID form (None when absent)."""
+    value = (value or "").strip().lower()
+    if not value:
+        return None
+    if not _UUID.match(value):
+        raise InvalidUserId()
+    return value
+
+
+def check_upload_device(value: str | None, settings: Settings) -> str | None:
+    """Return the upload device when it is one of ALLOWED_UPLOAD_DEVICES (None when absent)."""
+    value = (value or "").strip().lower()
+    if not value:
+        return None
+    allowed = [device.lower() for device in split_list(settings.allowed_upload_devices)]
+    if value not in allowed:
+        raise InvalidUploadDevice(f"'upload_device' must be one of {', '.join(allowed)}.")
+    return value
 
 
 def parse_options(
@@ -154,20 +218,29 @@ def parse_options(
             chunk_size // 2,
         ),
         password=form.get("password") or None,
-        user_id=(form.get("user_id") or "").strip() or None,
-        upload_device=(form.get("upload_device") or "").strip() or None,
+        user_id=check_user_id(form.get("user_id")),
+        upload_device=check_upload_device(form.get("upload_device"), settings),
         send_to_nhost=parse_bool(form, "send_to_nhost"),
         send_webhook=parse_bool(form, "send_webhook"),
     )
 
 
+def detect_mime(path: Path) -> str:
+    """Return libmagic's MIME type for the file's first bytes (never the client's claim)."""
+    with path.open("rb") as handle:
+        return magic.from_buffer(handle.read(MIME_SNIFF_BYTES), mime=True)
+
+
 def check_upload_file(path: Path, settings: Settings) -> int:
-    """Check a stored upload's size and PDF header; return its size in bytes."""
+    """Check a stored upload's size, MIME type and PDF header; return its size in bytes."""
     size = path.stat().st_size
     if size > settings.max_upload_bytes:
         raise PayloadTooLarge(f"The file is larger than {settings.max_upload_mb} MB.")
     if size < MIN_UPLOAD_BYTES:
         raise FileTooSmall(f"The file is {size} bytes: too small to be a PDF.")
+    # libmagic is coarse (HTML before a PDF passes as application/pdf): the byte-0 check stays.
+    if detect_mime(path) != PDF_MIME:
+        raise InvalidMimeType("The file's content is not a PDF (checked by its bytes).")
     with path.open("rb") as handle:
         if handle.read(len(PDF_MAGIC)) != PDF_MAGIC:
             raise InvalidFileType("The file does not start with %PDF-: it is not a PDF.")

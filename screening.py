@@ -1,0 +1,90 @@
+"""Security screening of one job: antivirus and byte scan at upload, then verdict and policies.
+
+At upload (before the job is queued): clamd scans the file (``MalwareDetected`` and the
+fail modes come from ``antivirus``), the pdfid-style byte scan runs and the file's sha256 and
+MIME type are noted. In the pipeline: the parse child's structure walk joins the byte scan
+in ``data.security`` (``riskscan.assess``), ``PDF_REJECT_FEATURES`` may refuse the file, and
+the sanitized text goes through the dangerous-content detector per ``DANGEROUS_CONTENT``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from antivirus import Antivirus, ensure_clean
+from config import Settings, split_list
+from content_safety import apply_policy, scan_text
+from errors import DangerousContent, PdfFeatureRejected
+from riskscan import assess, rejected_features, scan_bytes, validate_features
+from validation import detect_mime
+
+log = logging.getLogger(__name__)
+
+HASH_BLOCK = 1024 * 1024
+
+
+def file_sha256(path: Path) -> str:
+    """Return the file's SHA-256 in hex, reading it block by block."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Screener:
+    """The security checks of one service instance, built once from the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.antivirus = Antivirus(settings)
+        self.reject = validate_features(split_list(settings.pdf_reject_features.lower()))
+        self.dangerous_content = settings.dangerous_content
+
+    def screen_upload(self, path: Path) -> dict[str, Any]:
+        """Scan a stored upload; raise MalwareDetected or the antivirus fail-mode errors."""
+        sha256 = file_sha256(path)
+        verdict = self.antivirus.scan_file(str(path))
+        if verdict["status"] == "infected":
+            log.warning("upload %s refused: %s", sha256, verdict["signature"])
+        ensure_clean(verdict)
+        try:
+            byte_scan = scan_bytes(str(path))
+        except OSError:  # reported as "unknown" risk, never as low
+            log.exception("byte scan of %s failed", sha256)
+            byte_scan = None
+        return {
+            "sha256": sha256,
+            "mime": detect_mime(path),
+            "antivirus": verdict,
+            "byte_scan": byte_scan,
+        }
+
+    def report(self, screening: dict[str, Any], structure: list[dict] | None) -> dict[str, Any]:
+        """Return ``data.security``: both scans' indicators, the risk, hash, MIME, antivirus."""
+        return assess(
+            screening.get("byte_scan"),
+            structure,
+            screening["sha256"],
+            screening["mime"],
+            screening["antivirus"],
+        )
+
+    def enforce_features(self, security: dict[str, Any]) -> None:
+        """Raise PdfFeatureRejected when the file has a feature PDF_REJECT_FEATURES refuses."""
+        found = rejected_features(security, self.reject) if self.reject else []
+        if found:
+            raise PdfFeatureRejected(
+                f"The PDF was refused: it contains {', '.join(found)} (PDF_REJECT_FEATURES)."
+            )
+
+    def check_text(self, pages: list[tuple[int, str]]) -> list[str]:
+        """Return dangerous-content warnings, or raise DangerousContent in reject mode."""
+        if self.dangerous_content == "off":
+            return []
+        warnings, reject = apply_policy(self.dangerous_content, scan_text(pages))
+        if reject:
+            raise DangerousContent(" ".join(warnings))
+        return warnings
