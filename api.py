@@ -105,6 +105,7 @@ class Services:
         return state
     api_keys: list[str] = field(default_factory=list)
     cors_origins: list[str] = field(default_factory=list)
+    limiter: Limiter | None = None  # held here: flask-limiter keeps only a weak reference
 
 
 def services() -> Services:
@@ -137,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if not app.extensions["pdfx"].api_keys:
         log.warning("API_KEYS is not set: the API is open to anyone who can reach it")
     app.register_blueprint(bp)
-    install_rate_limits(app, settings)
+    app.extensions["pdfx"].limiter = install_rate_limits(app, settings)
     app.before_request(authenticate)
     app.after_request(add_security_headers)
     app.after_request(add_cors_headers)

@@ -105,7 +105,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         redis_server = RedisServer(Path(tmp)).start()
-        env = {"REDIS_URL": redis_server.url, "UPLOAD_DIR": tmp, "LOG_LEVEL": "WARNING"}
+        env = {
+            "REDIS_URL": redis_server.url,
+            "UPLOAD_DIR": tmp,
+            "LOG_LEVEL": "WARNING",
+            "RATELIMIT_ENABLED": "false",
+        }
         try:
             with GunicornServer(env, Path(tmp) / "gunicorn.log", workers=2) as server:
                 via_service(server, CORPUS / "clean/minimal-document.pdf")  # warm up

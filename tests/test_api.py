@@ -19,6 +19,7 @@ POLL_DEADLINE_S = 60
 def make_settings(tmp_path: Path, **overrides) -> Settings:
     """Settings for a test app: private upload dir, no Redis unless given."""
     values = {"redis_url": None, "upload_dir": str(tmp_path), "extract_workers": 2}
+    values["ratelimit_enabled"] = False  # the limits have their own tests
     values.update(overrides)
     return Settings(**values)
 

@@ -41,6 +41,8 @@ def server(redis_url, tmp_path_factory):
         "UPLOAD_DIR": str(uploads),
         "EXTRACT_WORKERS": "2",
         "LOG_LEVEL": "INFO",
+        # Many uploads from one address: the limits have their own tests (test_ratelimit.py).
+        "RATELIMIT_ENABLED": "false",
     }
     with GunicornServer(env, tmp / "gunicorn.log", workers=2) as running:
         running.uploads = uploads
