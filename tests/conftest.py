@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from clamd_server import clamd  # noqa: F401 - the session fixture of a private clamd
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("PDF_CORPUS", ROOT.parent / "shared" / "corpus"))

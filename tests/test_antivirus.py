@@ -10,7 +10,7 @@ import tracemalloc
 import pdf_factory
 import pyclamd
 import pytest
-from clamd_server import clamd, require_clamd, start_clamd  # noqa: F401 - clamd is a fixture
+from clamd_server import require_clamd, start_clamd
 
 from antivirus import (
     DEFAULT_STREAM_MAX_BYTES,
