@@ -5,8 +5,25 @@ from __future__ import annotations
 import pytest
 
 from config import Settings
-from errors import FileTooSmall, InvalidField, InvalidFileType, InvalidPagesSpec, PayloadTooLarge
-from validation import check_upload_file, parse_options, parse_pages_spec
+from errors import (
+    FileTooSmall,
+    InvalidField,
+    InvalidFilename,
+    InvalidFileType,
+    InvalidMimeType,
+    InvalidPagesSpec,
+    InvalidUploadDevice,
+    InvalidUserId,
+    PayloadTooLarge,
+)
+from validation import (
+    check_filename,
+    check_upload_device,
+    check_upload_file,
+    check_user_id,
+    parse_options,
+    parse_pages_spec,
+)
 
 
 class TestPagesSpec:
@@ -98,3 +115,62 @@ class TestUploadFile:
         path.write_bytes(b"%PDF-1.4" + b"x" * (1024 * 1024 + 1))
         with pytest.raises(PayloadTooLarge):
             check_upload_file(path, Settings(redis_url=None, max_upload_mb=1))
+
+
+class TestFilenames:
+    """Names are decoded (percent-escapes, NFKC) before the rules apply."""
+
+    @pytest.mark.parametrize(
+        ("name", "kept"),
+        [
+            ("report.pdf", "report.pdf"),
+            ("Q3 2024.v2.PDF", "Q3 2024.v2.PDF"),
+            ("r%C3%A9sum%C3%A9.pdf", "résumé.pdf"),
+            ("report\uff0epdf", "report.pdf"),  # full-width dot folds to "."
+        ],
+    )
+    def test_accepted(self, name, kept):
+        assert check_filename(name) == kept
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "a/b.pdf", "a\\b.pdf", "..pdf", "x..y.pdf", "%2e%2e%2fx.pdf", "%252e%252e%252fx.pdf",
+            "a\x00.pdf", "a%00.pdf", "a\x1b[31m.pdf", "a\u202efdp.exe", "a\u200b.pdf",
+            "%ff.pdf", "x" * 252 + ".pdf",
+        ],
+    )  # fmt: skip
+    def test_invalid_filename(self, name):
+        with pytest.raises(InvalidFilename):
+            check_filename(name)
+
+    @pytest.mark.parametrize(
+        "name", ["a.exe", "a.pdf.exe", "a.exe.pdf", "a.php .pdf", ".pdf", "pdf", "a.pdf%00.exe"]
+    )
+    def test_invalid_file_type(self, name):
+        with pytest.raises((InvalidFileType, InvalidFilename)):
+            check_filename(name)
+
+
+class TestIdentityFields:
+    def test_user_id_must_be_a_canonical_uuid(self):
+        assert check_user_id(" 123E4567-E89B-12D3-A456-426614174000 ") == (
+            "123e4567-e89b-12d3-a456-426614174000"
+        )
+        assert check_user_id("") is None
+        for bad in ("42", "{123e4567-e89b-12d3-a456-426614174000}", "' OR 1=1 --"):
+            with pytest.raises(InvalidUserId):
+                check_user_id(bad)
+
+    def test_upload_device_from_the_configured_list(self):
+        settings = Settings(redis_url=None, allowed_upload_devices="web, kiosk")
+        assert check_upload_device("Kiosk", settings) == "kiosk"
+        with pytest.raises(InvalidUploadDevice):
+            check_upload_device("mobile", settings)
+
+
+def test_mime_is_read_from_the_bytes(tmp_path):
+    gif = tmp_path / "x.pdf"
+    gif.write_bytes(b"GIF89a" + b"\x00" * 200)
+    with pytest.raises(InvalidMimeType):
+        check_upload_file(gif, Settings(redis_url=None))
