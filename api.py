@@ -249,7 +249,7 @@ def http_error_response(error: HTTPException) -> Any:
     if status == 413:
         message = "The upload is larger than allowed."
     elif status == 429:
-        message = f"Too many requests (limit: {error.description}); retry after Retry-After s."
+        message = f"Too many requests: the limit is {error.description}. See Retry-After."
     response = jsonify({"success": False, "error": message, "error_code": code})
     response.status_code = status
     return response
