@@ -37,7 +37,12 @@ from errors import (
 )
 from jobs import JobManager
 from jobstore import JobStatus, JobStore, open_job_store
-from nhost_client import config_problems, nhost_status, resolve_nhost_identity
+from nhost_client import (
+    config_problems,
+    nhost_status,
+    resolve_nhost_identity,
+    verify_nhost_token,
+)
 from validation import parse_options
 
 log = logging.getLogger(__name__)
@@ -103,6 +108,7 @@ class Services:
             state = nhost_status(self.settings)
             self.nhost_checked = (time.monotonic(), state)
         return state
+
     api_keys: list[str] = field(default_factory=list)
     cors_origins: list[str] = field(default_factory=list)
     limiter: Limiter | None = None  # held here: flask-limiter keeps only a weak reference
@@ -182,19 +188,35 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
 
 
 def authenticate() -> None:
-    """Require a valid X-API-Key (when API_KEYS is set) on every route but /health."""
+    """Identify the caller on every route but /health; set ``g.owner`` for job ownership.
+
+    A valid ``X-API-Key`` makes the key the owner. Without one, an end user's Nhost token
+    (``Authorization: Bearer``, when NHOST_JWT_SECRET is set) is a credential on its own and
+    the user is the owner. With API_KEYS set, a caller with neither gets 401.
+    """
     g.owner = None
-    keys = services().api_keys
-    if not keys or request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
+    if request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
         return
-    given = request.headers.get(API_KEY_HEADER, "").encode()
-    matched = None
-    for key in keys:  # every key is compared, in constant time, whatever matches
-        if hmac.compare_digest(given, key.encode()):
-            matched = key
-    if matched is None:
+    svc = services()
+    key = matching_key(request.headers.get(API_KEY_HEADER, ""), svc.api_keys)
+    if key is not None:
+        g.owner = key_owner(key)
+        return
+    token = bearer_token()
+    if token and svc.settings.nhost_jwt_secret:
+        g.owner = "user:" + verify_nhost_token(svc.settings, token).lower()
+        return
+    if svc.api_keys:
         raise AuthError(f"A valid API key is required in the {API_KEY_HEADER} header.")
-    g.owner = key_owner(matched)
+
+
+def matching_key(given: str, keys: list[str]) -> str | None:
+    """Return the key equal to ``given``, comparing every key in constant time."""
+    matched = None
+    for key in keys:  # no early exit: the time does not tell which key (or prefix) matched
+        if hmac.compare_digest(given.encode(), key.encode()):
+            matched = key
+    return matched
 
 
 def key_owner(key: str) -> str:

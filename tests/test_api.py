@@ -53,11 +53,11 @@ def upload(client, path: Path, route: str = "/extract/async", headers=None, **fi
     return client.post(route, data=body, content_type=content_type, headers=headers or {})
 
 
-def poll(client, job_id: str) -> dict:
-    """Poll a job until it is terminal."""
+def poll(client, job_id: str, headers: dict | None = None) -> dict:
+    """Poll a job until it is terminal (with the caller's credentials: jobs are owned)."""
     deadline = time.monotonic() + POLL_DEADLINE_S
     while time.monotonic() < deadline:
-        body = client.get(f"/job/{job_id}").get_json()
+        body = client.get(f"/job/{job_id}", headers=headers or {}).get_json()
         if body["status"] in ("completed", "failed"):
             return body
         time.sleep(0.05)

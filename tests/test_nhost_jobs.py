@@ -103,8 +103,9 @@ class TestIdentity:
     def test_token_user_owns_the_rows_and_token_is_forwarded(self, app, hasura, corpus):
         client = app.test_client()
         token = mint_token(USER_A)
-        response = push_job(client, corpus, {"Authorization": f"Bearer {token}"})
-        job = poll(client, response.get_json()["job_id"])
+        headers = {"Authorization": f"Bearer {token}"}
+        response = push_job(client, corpus, headers)
+        job = poll(client, response.get_json()["job_id"], headers)  # the user owns the job
         assert job["nhost_result"]["status"] == "stored", job["nhost_result"]
         assert [str(d["user_id"]) for d in hasura[1].rows("documents")] == [USER_A]
         sent = hasura[1].received
@@ -164,6 +165,7 @@ def test_large_document_over_gunicorn(hasura, redis_url, redis_prefix, corpus, t
         "UPLOAD_DIR": str(tmp_path),
         "NHOST_GRAPHQL_URL": url,
         "NHOST_ADMIN_SECRET": ADMIN_SECRET,
+        "RATELIMIT_ENABLED": "false",  # polls every 0.2 s; the limits have their own tests
     }
     with GunicornServer(env, tmp_path / "gunicorn.log") as gunicorn:
         server.reset_log()  # start-up health checks probed Nhost; count only the push

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 from pathlib import Path
 
 import pdf_factory
 import pytest
+from hasura_server import JWT_SECRET_SETTING, mint_token
 from test_api import make_settings, poll
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
@@ -96,6 +98,20 @@ class TestApiKeys:
         response = post(client, pdf_factory.plain(), route="/extract", headers={"X-API-Key": KEY_B})
         assert response.status_code == 200, response.get_json()
 
+    def test_nhost_token_is_a_credential_and_owns_its_jobs(self, make_app):
+        settings = {"api_keys": KEY_A, "nhost_jwt_secret": JWT_SECRET_SETTING}
+        client = make_app(**settings).test_client()
+        alice = {"Authorization": f"Bearer {mint_token(USER)}"}
+        bob = {"Authorization": f"Bearer {mint_token(str(uuid.uuid4()))}"}
+        response = post(client, pdf_factory.plain(), headers=alice)
+        assert response.status_code == 202
+        job = f"/job/{response.get_json()['job_id']}"
+        assert client.get(job, headers=alice).status_code == 200
+        assert client.get(job, headers=bob).status_code == 404
+        assert client.get(job, headers={"X-API-Key": KEY_A}).status_code == 404
+        forged = {"Authorization": f"Bearer {mint_token(USER, key='not-the-secret' * 3)}"}
+        assert client.get(job, headers=forged).status_code == 401
+
     def test_open_without_keys(self, make_app, caplog):
         client = make_app().test_client()
         assert "API_KEYS is not set" in caplog.text
@@ -129,10 +145,12 @@ class TestFieldChecks:
         assert response.status_code == 400
         assert response.get_json()["error_code"] == code
 
-    def test_good_fields_are_kept(self, client):
+    def test_good_fields_are_kept(self, make_app):
+        # Only a trusted key may name a user (Nhost section).
+        client = make_app(api_keys=KEY_A, trusted_api_keys=KEY_A).test_client()
         response = post(
             client, pdf_factory.plain(), user_id=USER.upper(), upload_device="Mobile",
-            filename="Q3 report (final).pdf",
+            filename="Q3 report (final).pdf", headers={"X-API-Key": KEY_A},
         )  # fmt: skip
         assert response.status_code == 202
         job = client.application.extensions["pdfx"].store.get(response.get_json()["job_id"])
