@@ -14,7 +14,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 run: $(BIN)/.installed
 	@dpkg -s libmagic1 >/dev/null 2>&1 || scripts/ensure-system.sh
-	$(BIN)/gunicorn api:app -c gunicorn.conf.py
+	LOG_FORMAT=$${LOG_FORMAT:-text} $(BIN)/gunicorn api:app -c gunicorn.conf.py
 
 system:
 	scripts/ensure-system.sh

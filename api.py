@@ -19,18 +19,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import logs
+import metrics
+import openapi
+import readiness
 from config import Settings, load_settings, split_list
 from errors import (
     AuthError,
     ExtractorError,
     JobNotFound,
     MissingFile,
+    NotReady,
     ServiceUnavailable,
     SyncTimeout,
     extraction_error,
@@ -73,7 +78,16 @@ HTTP_ERROR_CODES = {
 NHOST_STATUS_CACHE_S = 30.0
 SHORTCUT_TYPES = {"text": "text", "metadata": "metadata", "tables": "tables"}
 API_KEY_HEADER = "X-API-Key"
-OPEN_ENDPOINTS = frozenset({"extractor.health"})
+# Probes, Prometheus (its own METRICS_TOKEN) and the API description need no API key.
+OPEN_ENDPOINTS = frozenset(
+    {
+        "extractor.health",
+        "extractor.ready",
+        "extractor.metrics_route",
+        "extractor.openapi_document",
+        "extractor.docs_page",
+    }
+)
 EXTRACT_ENDPOINTS = (
     "extractor.extract_async", "extractor.extract_sync", "extractor.extract_shortcut",
 )  # fmt: skip
@@ -87,6 +101,8 @@ SECURITY_HEADERS = {
 CORS_ALLOW_HEADERS = "X-API-Key, Authorization, Content-Type"
 CORS_EXPOSE_HEADERS = "Location, Retry-After"
 CORS_MAX_AGE_S = "600"
+# Polled by platforms every few seconds: their successful answers are logged at DEBUG.
+QUIET_ROUTES = ("/health", "/ready", "/metrics")
 
 bp = Blueprint("extractor", __name__)
 
@@ -122,7 +138,7 @@ def services() -> Services:
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app with its job store and job manager."""
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    logs.configure_logging(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     app.json.sort_keys = False
@@ -143,6 +159,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     if not app.extensions["pdfx"].api_keys:
         log.warning("API_KEYS is not set: the API is open to anyone who can reach it")
+    # First hooks: every request, even one refused by the rate limiter or authentication,
+    # gets its id, its log line and its metrics (after_request hooks run in reverse).
+    app.before_request(start_request)
+    app.after_request(finish_request)
+    app.teardown_request(lambda _exc: logs.clear())
     app.register_blueprint(bp)
     app.extensions["pdfx"].limiter = install_rate_limits(app, settings)
     app.before_request(authenticate)
@@ -247,6 +268,49 @@ def add_cors_headers(response: Any) -> Any:
     return response
 
 
+def start_request() -> None:
+    """Take or make the request id and start the clock."""
+    g.started = time.monotonic()
+    g.request_id = logs.new_request_id(request.headers.get(logs.REQUEST_ID_HEADER))
+    logs.bind(request_id=g.request_id)
+
+
+def finish_request(response: Response) -> Response:
+    """Echo the request id, count the request, log it, and log refusals as security events."""
+    seconds = time.monotonic() - g.get("started", time.monotonic())
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    status = response.status_code
+    response.headers[logs.REQUEST_ID_HEADER] = g.get("request_id") or logs.new_request_id()
+    metrics.record_request(request.method, route, status, seconds)
+    metrics.record_memory()
+    level = logging.DEBUG if route in QUIET_ROUTES and status < 400 else logging.INFO
+    fields = {"method": request.method, "route": route, "path": request.path, "status": status}
+    logs.event(
+        log,
+        "request",
+        level,
+        **fields,
+        duration_ms=round(seconds * 1000, 1),
+        error_code=g.get("error_code"),
+        remote_addr=request.remote_addr,
+        job_id=(request.view_args or {}).get("job_id") or g.get("job_id"),
+    )
+    if 400 <= status < 500 and g.get("error_code"):
+        metrics.record_rejected(g.error_code)
+        log_refusal(route, status, g.error_code)
+    return response
+
+
+def log_refusal(route: str, status: int, error_code: str) -> None:
+    """Log refused uploads, failed auth and rate limits as security events."""
+    if status == 429:
+        logs.security_event("rate_limited", route=route)
+    elif status in (401, 403):
+        logs.security_event("auth_failed", route=route, error_code=error_code)
+    elif request.method == "POST" and route.startswith("/extract"):
+        logs.security_event("upload_rejected", route=route, error_code=error_code)
+
+
 def register_error_handlers(app: Flask) -> None:
     """Answer every failure with the same JSON body shape, never a stack trace."""
     app.register_error_handler(ExtractorError, error_response)
@@ -256,6 +320,7 @@ def register_error_handlers(app: Flask) -> None:
 
 def error_response(error: ExtractorError) -> Any:
     """Turn a service error into its JSON body and status."""
+    g.error_code = error.code
     response = jsonify(error.to_body())
     response.status_code = error.status
     if isinstance(error, ServiceUnavailable):
@@ -267,6 +332,7 @@ def http_error_response(error: HTTPException) -> Any:
     """Turn a werkzeug HTTP error (404, 405, 413...) into the same body shape."""
     status = error.code or 500
     code = HTTP_ERROR_CODES.get(status, f"http_{status}")
+    g.error_code = code
     message = error.description
     if status == 413:
         message = "The upload is larger than allowed."
@@ -308,7 +374,10 @@ def submit_upload(forced_type: str | None = None) -> dict:
             svc.settings, request.headers.get(API_KEY_HEADER), bearer_token(), options.user_id
         )
         options = dataclasses.replace(options, nhost_identity=identity)
-    return svc.jobs.submit(upload.stream, options, owner=g.owner)
+    job = svc.jobs.submit(upload.stream, options, owner=g.owner)
+    g.job_id = job["job_id"]
+    logs.event(log, "job_submitted", job_id=g.job_id, upload_name=options.filename)
+    return job
 
 
 def bearer_token() -> str | None:
@@ -396,10 +465,54 @@ def health() -> Any:
 
 
 def redis_status(svc: Services) -> str:
-    """Return connected, disconnected or not_configured."""
-    if svc.store.kind != "redis":
-        return svc.redis_state
-    return "connected" if svc.store.ping() else "disconnected"
+    """Return connected, disconnected or not_configured (and set the Redis gauge)."""
+    state = svc.redis_state if svc.store.kind != "redis" else None
+    if state is None:
+        state = "connected" if svc.store.ping() else "disconnected"
+    metrics.record_redis_up(None if state == "not_configured" else state == "connected")
+    return state
+
+
+@bp.get("/ready")
+def ready() -> Any:
+    """Report readiness: the job store, and ClamAV and Nhost when configured; 503 names failures."""
+    svc = services()
+    checks = readiness.readiness_checks(svc.settings, redis_status(svc), svc.nhost_state())
+    failing = readiness.failing(checks)
+    if failing:
+        raise NotReady(f"Not ready: {', '.join(failing)}.", failing=failing, checks=checks)
+    return jsonify({"status": "ready", "checks": checks})
+
+
+@bp.get("/metrics")
+def metrics_route() -> Any:
+    """Serve Prometheus metrics of every worker; METRICS_TOKEN, when set, is required."""
+    svc = services()
+    check_metrics_token(svc.settings)
+    redis_status(svc)
+    return Response(metrics.render(), content_type=metrics.CONTENT_TYPE)
+
+
+def check_metrics_token(settings: Settings) -> None:
+    """Require `Authorization: Bearer <METRICS_TOKEN>` when a token is configured."""
+    if not settings.metrics_token:
+        return
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.metrics_token.encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        raise AuthError("A valid metrics token is required (Authorization: Bearer <token>).")
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Any:
+    """Serve the OpenAPI 3.1 description of this API."""
+    return jsonify(openapi.document())
+
+
+@bp.get("/docs")
+def docs_page() -> Any:
+    """Serve a self-contained HTML page describing the API (no external assets)."""
+    return Response(openapi.docs_html(), content_type="text/html; charset=utf-8")
 
 
 @bp.get("/")
@@ -416,6 +529,10 @@ def index() -> Any:
                 "POST /extract/metadata": "extract metadata and wait",
                 "POST /extract/tables": "extract tables (and text) and wait",
                 "GET /health": "liveness and job store state",
+                "GET /ready": "readiness: job store, and ClamAV and Nhost when configured",
+                "GET /metrics": "Prometheus metrics (Bearer METRICS_TOKEN when set)",
+                "GET /openapi.json": "the OpenAPI 3.1 description",
+                "GET /docs": "API documentation page",
             },
         }
     )

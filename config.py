@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     default_chunk_size: int = Field(1500, ge=100, le=2000)
     default_chunk_overlap: int = Field(400, ge=0, le=1000)
 
-    log_level: str = "INFO"
+    # Operations: logs and metrics.
+    log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$")
+    log_format: Literal["json", "text"] = "json"
+    metrics_token: str | None = None  # unset = /metrics is open
+    prometheus_multiproc_dir: str | None = None  # gunicorn makes one in the temp dir when unset
 
     # Who may call (security issue). Comma-separated lists.
     api_keys: str = ""

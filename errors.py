@@ -15,7 +15,8 @@ ExtractorError (500 internal_error)
 │   └── TooLargeToScan (413 too_large_for_scanner)
 ├── ServiceUnavailable (503)
 │   ├── JobStoreUnavailable (503 job_store_unavailable)
-│   └── AntivirusUnavailable (503 antivirus_unavailable)
+│   ├── AntivirusUnavailable (503 antivirus_unavailable)
+│   └── NotReady (503 not_ready: /ready names the failing part)
 ├── SyncTimeout (504 sync_timeout)
 └── ExtractionError (422; a job's failure outcome, stored on the job)
     ├── PasswordRequired, WrongPassword, CorruptPdf, TooManyPages, InvalidPages,
@@ -134,6 +135,11 @@ class JobStoreUnavailable(ServiceUnavailable):
 class AntivirusUnavailable(ServiceUnavailable):
     code = "antivirus_unavailable"
     default_message = "The virus scanner is unreachable right now. Please retry shortly."
+
+
+class NotReady(ServiceUnavailable):
+    code = "not_ready"
+    default_message = "The service is not ready to take work."
 
 
 class SyncTimeout(ExtractorError):

@@ -1,14 +1,37 @@
-"""gunicorn settings: workers, threads, timeouts and logs, from the environment."""
+"""gunicorn settings: workers, threads, timeouts, logs and metrics, from the environment."""
 
 import logging
 import multiprocessing
 import os
+import tempfile
+from pathlib import Path
 
 from config import Settings
 
 _settings = Settings()
 _redis = bool(_settings.redis_url)
 _cores = multiprocessing.cpu_count()
+# prometheus_client picks multiprocess mode when it is first imported, so the directory must
+# be in the environment before anything imports it; the workers inherit it.
+_metrics_dir = Path(
+    _settings.prometheus_multiproc_dir
+    or Path(tempfile.gettempdir()) / f"pdfx-metrics-{os.getpid()}"
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+
+
+def _reset_metrics_dir() -> None:
+    # Values left by an earlier run would be added to this run's totals.
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in _metrics_dir.glob("*.db"):
+        stale.unlink()
+
+
+# Before the imports below: metrics.py creates its value files as it is imported.
+_reset_metrics_dir()
+
+import logs  # noqa: E402  (needs PROMETHEUS_MULTIPROC_DIR set first)
+import metrics  # noqa: E402
 
 
 def _workers() -> int:
@@ -25,7 +48,9 @@ threads = int(os.environ.get("THREADS", "8"))
 worker_class = "gthread"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-accesslog = "-"
+# In JSON mode the app logs every request itself (with request_id, route, duration), so
+# gunicorn's plain-text access line would only duplicate it.
+accesslog = "-" if _settings.log_format == "text" else None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 # Not used here, and several instances on one host would fight over its one path.
@@ -33,8 +58,21 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Say which store and how many workers this run uses."""
+    """Format gunicorn's own log like the app's; say how many workers run."""
+    for handler in server.log.error_log.handlers:
+        handler.setFormatter(logs.make_formatter(_settings.log_format))
     if not _redis and os.environ.get("WEB_CONCURRENCY", "1") not in ("", "1"):
         logging.getLogger("gunicorn.error").warning(
             "REDIS_URL is not set: running 1 worker (the in-memory job store is per process)"
         )
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges so queue depth and running jobs stay true."""
+    metrics.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics files of this run."""
+    for path in _metrics_dir.glob("*.db"):
+        path.unlink(missing_ok=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import logs
+import metrics
 from chunking import chunk_pages
 from config import Settings
 from errors import ExtractionError, ExtractorError, NoTextLayer, ParserCrash
@@ -124,6 +126,7 @@ class JobManager:
             raise
         with self._lock:
             self._done[job["job_id"]] = threading.Event()
+        metrics.record_job_submitted()
         future = self._pool.submit(self._run, job["job_id"], job_dir, options, screening)
         # A job cancelled before it started (pool shutdown) never runs _run's cleanup.
         future.add_done_callback(lambda f: f.cancelled() and shutil.rmtree(job_dir, True))
@@ -158,6 +161,8 @@ class JobManager:
         }
 
     def _run(self, job_id: str, job_dir: Path, options: JobOptions, screening: dict) -> None:
+        logs.bind(job_id=job_id)
+        metrics.record_job_started()
         try:
             pipeline = Pipeline(self.settings, self.store, job_id, options, self._nhost)
             pipeline.screen(self.screener, screening)
@@ -167,6 +172,8 @@ class JobManager:
             self._fail_quietly(job_id, ParserCrash("The server failed while processing this PDF."))
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)
+            metrics.record_job_ended()
+            logs.clear()
             with self._lock:
                 event = self._done.pop(job_id, None)
             if event:
@@ -175,6 +182,7 @@ class JobManager:
     def _fail_quietly(self, job_id: str, error: ExtractorError) -> None:
         try:
             self.store.fail(job_id, error.code, error.message)
+            metrics.record_job_finished("failed", error.code, 0.0)
         except Exception:  # the store may itself be the failure; the job then expires
             log.exception("job %s: could not record failure", job_id)
 
@@ -197,6 +205,9 @@ class Pipeline:
         self.nhost = nhost
         self.collected = PageCollector()
         self._last_write = 0.0
+        self._started = self._stage_started = time.monotonic()
+        self._stage = Stage.FILE_RECEIVED.value
+        self._size = 0
         self.screener: Screener | None = None
         self.screening: dict = {}
 
@@ -206,6 +217,7 @@ class Pipeline:
 
     def run(self, upload: Path) -> None:
         """Run every stage; a typed extraction failure fails the job with its code."""
+        self._size = upload.stat().st_size
         self._update(
             status=JobStatus.PROCESSING.value,
             stage=Stage.READING.value,
@@ -217,6 +229,7 @@ class Pipeline:
             data = self._finish()
         except ExtractionError as error:
             self.store.fail(self.job_id, error.code, error.message)
+            self._finished("failed", error.code)
             return
         self.store.complete(
             self.job_id,
@@ -225,6 +238,7 @@ class Pipeline:
             pages_done=len(self.collected.pages) + len(self.collected.failed),
             **self._push_to_nhost(data),
         )
+        self._finished("completed", None, pages=len(self.collected.pages))
 
     def _push_to_nhost(self, data: dict) -> dict:
         """Push the result when asked; the outcome never fails the extraction."""
@@ -233,6 +247,7 @@ class Pipeline:
         self._update(progress=95, message="Sending the document and chunks to Nhost.")
         identity = self.options.nhost_identity
         if identity is None:  # a re-run after a worker restart: the credentials were not kept
+            metrics.record_nhost_push(NHOST_NO_CREDENTIALS["status"])
             return {"nhost_result": NHOST_NO_CREDENTIALS}
         result = self.nhost.push_document(
             job_id=self.job_id,
@@ -242,6 +257,7 @@ class Pipeline:
             data=data,
             identity=identity,
         )
+        metrics.record_nhost_push(result["status"])
         return {"nhost_result": result}
 
     def _parse(self, upload: Path) -> None:
@@ -337,3 +353,25 @@ class Pipeline:
 
     def _update(self, **fields: object) -> None:
         self.store.update(self.job_id, **fields)
+        if fields.get("stage", self._stage) != self._stage:
+            self._stage_changed(str(fields["stage"]))
+
+    def _stage_changed(self, stage: str) -> None:
+        now = time.monotonic()
+        if self._stage != Stage.FILE_RECEIVED.value:  # its wait is before the job starts
+            metrics.record_stage(self._stage, now - self._stage_started)
+        logs.event(log, "job_stage", stage=stage, previous=self._stage)
+        self._stage, self._stage_started = stage, now
+
+    def _finished(self, status: str, error_code: str | None, pages: int = 0) -> None:
+        self._stage_changed(Stage.DONE.value if status == "completed" else Stage.FAILED.value)
+        seconds = time.monotonic() - self._started
+        metrics.record_job_finished(status, error_code, seconds, pages, self._size)
+        logs.event(
+            log,
+            "job_finished",
+            status=status,
+            error_code=error_code,
+            pages=pages,
+            duration_s=round(seconds, 3),
+        )

@@ -60,6 +60,8 @@ class GunicornServer:
             "api:app",
             "-c",
             "gunicorn.conf.py",
+            "--access-logfile",
+            "-",
             "--access-logformat",
             ACCESS_LOG_FORMAT,
         ]
