@@ -101,6 +101,7 @@ SECURITY_HEADERS = {
 CORS_ALLOW_HEADERS = "X-API-Key, Authorization, Content-Type"
 CORS_EXPOSE_HEADERS = "Location, Retry-After"
 CORS_MAX_AGE_S = "600"
+DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 # Polled by platforms every few seconds: their successful answers are logged at DEBUG.
 QUIET_ROUTES = ("/health", "/ready", "/metrics")
 
@@ -308,7 +309,8 @@ def log_refusal(route: str, status: int, error_code: str) -> None:
     elif status in (401, 403):
         logs.security_event("auth_failed", route=route, error_code=error_code)
     elif request.method == "POST" and route.startswith("/extract"):
-        logs.security_event("upload_rejected", route=route, error_code=error_code)
+        name = error_code if error_code in logs.NAMED_SECURITY_CODES else "upload_rejected"
+        logs.security_event(name, route=route, error_code=error_code)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -512,7 +514,10 @@ def openapi_document() -> Any:
 @bp.get("/docs")
 def docs_page() -> Any:
     """Serve a self-contained HTML page describing the API (no external assets)."""
-    return Response(openapi.docs_html(), content_type="text/html; charset=utf-8")
+    response = Response(openapi.docs_html(), content_type="text/html; charset=utf-8")
+    # The page's one inline style sheet; everything else stays as strict as the API's.
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    return response
 
 
 @bp.get("/")

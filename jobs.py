@@ -367,6 +367,8 @@ class Pipeline:
         self._stage_changed(Stage.DONE.value if status == "completed" else Stage.FAILED.value)
         seconds = time.monotonic() - self._started
         metrics.record_job_finished(status, error_code, seconds, pages, self._size)
+        if error_code in logs.NAMED_SECURITY_CODES:
+            logs.security_event(error_code, upload_name=self.options.filename)
         logs.event(
             log,
             "job_finished",

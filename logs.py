@@ -26,6 +26,8 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _SECRET_PARTS = ("password", "passwd", "token", "secret", "authorization", "cookie", "api_key")
 _TEXT_FIELDS = frozenset({"text", "content", "data", "chunks", "page_text"})
 REDACTED = "[redacted]"
+# Refusals logged under their own event name rather than the generic upload_rejected.
+NAMED_SECURITY_CODES = frozenset({"malware_detected", "pdf_feature_rejected", "dangerous_content"})
 # LogRecord attributes an `extra` key must not overwrite (logging raises if it does).
 _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 

@@ -47,6 +47,17 @@ def error(description: str) -> dict:
     return json_response(description, "Error")
 
 
+def caller_errors() -> dict:
+    """Return the refusals any identified route may answer."""
+    return {
+        "401": error("unauthorized (API key), invalid_token or token_expired (Nhost token)"),
+        "403": error("forbidden_user: the token's user may not act for that user_id"),
+        "429": {**error("rate_limited: see Retry-After"), "headers": RETRY_AFTER},
+    }
+
+
+# Callers identify with X-API-Key, or with an end user's Nhost token; {} = open (no API_KEYS).
+CALLER_SECURITY = [{"apiKey": []}, {"nhostToken": []}, {}]
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
 REQUEST_ID = {
     "X-Request-ID": {
@@ -134,6 +145,10 @@ def data_schema() -> dict:
                 "additionalProperties": {"type": "array"},
             },
             "failed_pages": {"type": "array", "items": {"type": "object"}},
+            "security": {
+                "type": "object",
+                "description": "screening report: scanner verdict, risk level, PDF features",
+            },
             "warnings": {"type": "array", "items": {"type": "string"}},
         },
     }
@@ -285,11 +300,16 @@ def upload_operation(summary: str, success: dict, extra: dict | None = None) -> 
         "400": error("a form field or the file is invalid (missing_file, invalid_file_type, ...)"),
         "413": error("file_too_large: over MAX_UPLOAD_MB"),
         **(extra or {}),
-        "503": {**error("job_store_unavailable: Redis is failing"), "headers": RETRY_AFTER},
+        **caller_errors(),
+        "503": {
+            **error("job_store_unavailable or antivirus_unavailable"),
+            "headers": RETRY_AFTER,
+        },
         "default": error("any other failure, with the same body shape"),
     }
     return {
         "summary": summary,
+        "security": CALLER_SECURITY,
         "requestBody": {
             "required": True,
             "content": {"multipart/form-data": {"schema": ref("UploadForm")}},
@@ -338,11 +358,13 @@ def paths() -> dict:
                 "Poll a job: status, progress, and data once completed",
                 {
                     "200": json_response("the job", "Job"),
-                    "404": error("job_not_found"),
+                    "404": error("job_not_found (also when the job belongs to another caller)"),
+                    **caller_errors(),
                     "503": {**error("job_store_unavailable"), "headers": RETRY_AFTER},
                     "default": error("any other failure"),
                 },
                 parameters=[job_param],
+                security=CALLER_SECURITY,
             )
         },
         "/extract": {"post": sync_operation(None)},
@@ -370,7 +392,13 @@ def paths() -> dict:
                 security=[{"metricsToken": []}, {}],
             )
         },
-        "/": {"get": get_operation("List the routes", {"200": json_response("routes", "Index")})},
+        "/": {
+            "get": get_operation(
+                "List the routes",
+                {"200": json_response("routes", "Index"), **caller_errors()},
+                security=CALLER_SECURITY,
+            )
+        },
         "/openapi.json": {
             "get": get_operation(
                 "This document",
@@ -411,11 +439,18 @@ def document() -> dict:
         "components": {
             "schemas": schemas(),
             "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "nhostToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "an end user's Nhost access token (needs NHOST_JWT_SECRET)",
+                },
                 "metricsToken": {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "METRICS_TOKEN (only /metrics reads it)",
-                }
+                },
             },
         },
     }

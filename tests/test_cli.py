@@ -91,7 +91,7 @@ class TestExitCodes:
         fake = tmp_path / "fake.pdf"
         fake.write_bytes(b"plain text, not a PDF " * 20)
         result = run("extract", str(fake))
-        assert result.returncode == cli.EXIT_INPUT and "invalid_file_type" in result.stderr
+        assert result.returncode == cli.EXIT_INPUT and "not a PDF" in result.stderr
 
     def test_bad_pages(self, corpus):
         result = run("extract", str(corpus / FOUR_PAGES), "--pages", "two")
@@ -124,6 +124,7 @@ def server(redis_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     env = {
         "REDIS_URL": redis_url,
+        "RATELIMIT_ENABLED": "false",
         "REDIS_KEY_PREFIX": f"pdfx-cli-{int(time.time() * 1000)}",
         "UPLOAD_DIR": str(tmp),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"),
@@ -164,7 +165,7 @@ class TestAgainstServer:
         fake = tmp_path / "fake.pdf"
         fake.write_bytes(b"no" * 100)
         result = run("submit", str(fake), *self.server_args(server))
-        assert result.returncode == cli.EXIT_INPUT and "invalid_file_type" in result.stderr
+        assert result.returncode == cli.EXIT_INPUT and "not a PDF" in result.stderr
 
     def test_unknown_job(self, server):
         result = run("status", "0" * 32, *self.server_args(server))

@@ -115,10 +115,27 @@ class TestSecurityEvents:
         assert response.status_code == 400
         (line,) = events(json_lines(capsys.readouterr().out), "upload_rejected")
         assert line["level"] == "WARNING" and line["logger"] == "security"
-        assert line["security"] is True and line["error_code"] == "invalid_file_type"
+        assert line["security"] is True
+        assert line["error_code"] == response.get_json()["error_code"]
         assert line["route"] == "/extract/async" and line["request_id"]
         after = metrics.SECURITY_EVENTS.labels("upload_rejected")._value.get()
         assert after == before + 1
+
+    def test_rate_limited_request(self, tmp_path, capsys):
+        settings = load_settings(
+            redis_url=None, upload_dir=str(tmp_path), ratelimit_extract_async="1 per minute"
+        )
+        client = create_app(settings).test_client()
+        before = metrics.RATE_LIMITED.labels("/extract/async")._value.get()
+        statuses = [
+            client.post("/extract/async", data={"file": (io.BytesIO(b"x" * 200), "a.pdf")})
+            for _ in range(2)
+        ]
+        assert [r.status_code for r in statuses] == [400, 429]
+        (line,) = events(json_lines(capsys.readouterr().out), "rate_limited")
+        assert line["level"] == "WARNING" and line["route"] == "/extract/async"
+        assert line["request_id"] == statuses[1].headers["X-Request-ID"]
+        assert metrics.RATE_LIMITED.labels("/extract/async")._value.get() == before + 1
 
     def test_helper_redacts_secrets_and_text(self, capsys):
         logs.configure_logging(load_settings(log_format="json"))
@@ -170,6 +187,7 @@ def test_gunicorn_writes_json_lines(redis_url, corpus, tmp_path):
     """Under gunicorn, the app's and gunicorn's own lines are JSON; a job's lines have its id."""
     env = {
         "REDIS_URL": redis_url,
+        "RATELIMIT_ENABLED": "false",
         "REDIS_KEY_PREFIX": f"pdfx-logs-{int(time.time() * 1000)}",
         "UPLOAD_DIR": str(tmp_path),
         "LOG_FORMAT": "json",

@@ -32,6 +32,7 @@ from tests.servers import GunicornServer
 pytestmark = pytest.mark.e2e
 
 TOKEN = "openapi-test-token"
+API_KEY = "openapi-test-api-key"
 MAX_EXAMPLES = 25
 CHECKS = [
     not_a_server_error,
@@ -70,9 +71,11 @@ def server(redis_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("openapi")
     env = {
         "REDIS_URL": redis_url,
+        "RATELIMIT_ENABLED": "false",
         "REDIS_KEY_PREFIX": f"pdfx-openapi-{int(time.time() * 1000)}",
         "UPLOAD_DIR": str(tmp),
         "METRICS_TOKEN": TOKEN,
+        "API_KEYS": API_KEY,
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"),
         "SYNC_TIMEOUT_S": "30",
     }
@@ -100,7 +103,9 @@ def operations() -> list[tuple[str, str]]:
 def test_server_keeps_to_its_schema(api_schema, server, method, path):
     """Every generated request gets an answer the schema allows, and never a 5xx."""
     operation = api_schema[path][method.upper()]
-    headers = {"Authorization": f"Bearer {TOKEN}"} if path == "/metrics" else None
+    headers = {"X-API-Key": API_KEY}
+    if path == "/metrics":
+        headers["Authorization"] = f"Bearer {TOKEN}"
 
     @given(case=operation.as_strategy())
     @settings(
@@ -178,3 +183,4 @@ class TestDocumentMatchesRoutes:
         text = page.get_data(as_text=True)
         assert "/extract/async" in text and "/job/{job_id}" in text
         assert not re.search(r"""(src|href)=['"]?(https?:)?//""", text)
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]

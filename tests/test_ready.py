@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from clamd_server import clamd  # noqa: F401 - a fixture
+from hasura_server import JWT_SECRET_SETTING
 
 from api import create_app
 from config import Settings
@@ -83,3 +84,26 @@ class TestHealth:
         )
         response = client.get("/health")
         assert response.status_code == 200 and response.get_json()["status"] == "healthy"
+
+
+class TestOpenRoutes:
+    """Probes, Prometheus and the API description need no API key; the API itself does."""
+
+    @pytest.mark.parametrize("path", ["/health", "/ready", "/metrics", "/openapi.json", "/docs"])
+    def test_open_without_a_key(self, tmp_path, path):
+        client = client_for(tmp_path, api_keys="a-key")
+        assert client.get(path).status_code == 200
+
+    def test_api_routes_want_the_key(self, tmp_path):
+        client = client_for(tmp_path, api_keys="a-key")
+        assert client.get("/job/abc").status_code == 401
+        assert client.get("/job/abc", headers={"X-API-Key": "a-key"}).status_code == 404
+
+    def test_metrics_token_is_not_taken_for_an_nhost_token(self, tmp_path):
+        client = client_for(
+            tmp_path, metrics_token="m-token", api_keys="a-key", nhost_jwt_secret=JWT_SECRET_SETTING
+        )
+        bearer = {"Authorization": "Bearer m-token"}
+        assert client.get("/metrics", headers=bearer).status_code == 200
+        # Elsewhere the same header is an (invalid) Nhost user token.
+        assert client.get("/job/abc", headers=bearer).get_json()["error_code"] == "invalid_token"
