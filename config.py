@@ -34,6 +34,19 @@ class Settings(BaseSettings):
     default_chunk_size: int = Field(1500, ge=100, le=2000)
     default_chunk_overlap: int = Field(400, ge=0, le=1000)
 
+    # Parser isolation: limits of each parse child and the parent's two clocks.
+    extract_memory_mb: int = Field(1536, ge=0, description="child address space; 0 = none")
+    extract_cpu_s: int = Field(900, ge=0, description="child CPU seconds; 0 = none")
+    extract_open_files: int = Field(64, ge=16, le=4096)
+    extract_open_timeout_s: float = Field(60.0, gt=0, description="until the page count is known")
+    extract_timeout_s: float | None = Field(None, gt=0, description="fixed total; unset = scaled")
+    extract_timeout_per_page_s: float = Field(1.0, gt=0)
+    extract_timeout_floor_s: float = Field(60.0, gt=0)
+    extract_timeout_ceiling_s: float = Field(600.0, gt=0)
+    extract_stall_s: float = Field(30.0, gt=0, description="longest wait for the next page")
+    extract_spare_children: int = Field(1, ge=0, le=8, description="warm children per worker")
+    extract_split_min_pages: int = Field(32, ge=0, description="read in 2 processes; 0 = never")
+
     # Operations: logs and metrics.
     log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$")
     log_format: Literal["json", "text"] = "json"

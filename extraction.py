@@ -6,6 +6,8 @@ and writes one JSON event per line on stdout:
 - ``opened``: pages_total, selected (1-based page numbers), metadata, engine
 - ``page``: page_number, text, engine, and ``tables`` when tables were requested
 - ``page_failed``: page_number, code
+- ``metadata``: metadata (at most once, after ``opened``: the final metadata, read by pypdf
+  in a thread while pdfium read the pages; ``opened`` then carried pdfium's reading)
 - ``warning``: message
 - ``security`` (once, after ``opened``): indicators of the structure walk (riskscan)
 - last, ``done`` or ``error`` (code, message)
@@ -20,16 +22,19 @@ import contextlib
 import json
 import logging
 import os
+import selectors
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import errors
+from config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,14 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 STDERR_TAIL_BYTES = 64 * 1024
 EXIT_GRACE_S = 5.0
 MAX_INDICATORS = 100
+CLOCK_TICK_S = 0.5
+READ_BLOCK = 1024 * 1024
+# pdfium ends the process on a failed allocation (abort, or a trap instruction): with
+# RLIMIT_AS set, these signals mean the document needed more memory than allowed.
+# SIGKILL that the parent did not send comes from the kernel's out-of-memory killer.
+OOM_SIGNALS = frozenset({signal.SIGABRT, signal.SIGILL, signal.SIGTRAP, signal.SIGKILL})
+MEMORY_WORDS = ("MemoryError", "out of memory", "Out of memory", "bad_alloc", "Cannot allocate")
+MAX_WARNINGS = 10_000
 ENGINES = frozenset({"pdfium", "pdfminer", "pypdf"})
 EXTRACT_TYPES = frozenset({"all", "text", "metadata", "tables"})
 METADATA_STRINGS = (
@@ -55,6 +68,7 @@ class ExtractRequest:
     extract_type: str = "all"
     include_tables: bool = False
     max_pages: int = 10000
+    split_min_pages: int = 0  # 0 = never read pages in a second process
 
     def to_json(self) -> str:
         """Return the JSON object the child reads on stdin."""
@@ -66,6 +80,7 @@ class ExtractRequest:
                 "extract_type": self.extract_type,
                 "include_tables": self.include_tables,
                 "max_pages": self.max_pages,
+                "split_min_pages": self.split_min_pages,
             }
         )
 
@@ -200,12 +215,21 @@ class EventChecker:
     def __init__(self) -> None:
         self.opened: dict[str, Any] | None = None
         self._remaining: list[int] = []
+        self._warnings = 0
+        self._metadata_seen = False
 
     def check(self, event: Any) -> dict[str, Any]:
         """Return a clean copy of one event, or raise ParserCrash."""
         kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "warning":
+            self._warnings += 1
+            if self._warnings > MAX_WARNINGS:
+                raise _crash("too many warnings")
         if kind in ("warning", "error") or (kind == "done" and self.opened is not None):
             return self._check_message(event)
+        if kind == "metadata" and self.opened is not None and not self._metadata_seen:
+            self._metadata_seen = True
+            return {"type": "metadata", "metadata": validate_metadata(event.get("metadata"))}
         if kind == "opened" and self.opened is None:
             self.opened = validate_opened(event)
             self._remaining = list(self.opened["selected"])
@@ -216,7 +240,7 @@ class EventChecker:
             self._check_page_number(event.get("page_number"))
             if kind == "page":
                 return validate_page(event)
-            if not isinstance(event.get("code"), str):
+            if event.get("code") not in errors.EXTRACTION_ERRORS:
                 raise _crash("bad page_failed code")
             return {"type": kind, "page_number": event["page_number"], "code": event["code"]}
         raise _crash(f"unexpected event type {kind!r}")
@@ -235,31 +259,183 @@ class EventChecker:
         self._remaining.pop(0)
 
 
-class ExtractionProcess:
-    """One parse in a child process: start it, read its events, kill it."""
+@dataclass(frozen=True)
+class ChildLimits:
+    """Resource limits and clocks of one parse child (see README: Parser isolation)."""
 
-    def __init__(self, request: ExtractRequest, python: str = sys.executable) -> None:
+    memory_mb: int = 1536
+    cpu_s: int = 900
+    open_files: int = 64
+    open_timeout_s: float = 60.0
+    timeout_s: float | None = None  # a fixed total; None = scaled by the page count
+    timeout_per_page_s: float = 1.0
+    timeout_floor_s: float = 60.0
+    timeout_ceiling_s: float = 600.0
+    stall_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChildLimits:
+        """Build the limits from the EXTRACT_* settings."""
+        return cls(
+            memory_mb=settings.extract_memory_mb,
+            cpu_s=settings.extract_cpu_s,
+            open_files=settings.extract_open_files,
+            open_timeout_s=settings.extract_open_timeout_s,
+            timeout_s=settings.extract_timeout_s,
+            timeout_per_page_s=settings.extract_timeout_per_page_s,
+            timeout_floor_s=settings.extract_timeout_floor_s,
+            timeout_ceiling_s=settings.extract_timeout_ceiling_s,
+            stall_s=settings.extract_stall_s,
+        )
+
+    def total_timeout(self, pages: int | None) -> float:
+        """Return the wall-clock budget of a parse of ``pages`` pages (None: not opened yet)."""
+        if pages is None:
+            return self.open_timeout_s
+        if self.timeout_s is not None:
+            return self.timeout_s
+        scaled = pages * self.timeout_per_page_s
+        return min(max(self.timeout_floor_s, scaled), self.timeout_ceiling_s)
+
+    def argv(self) -> list[str]:
+        """Return the child's limit arguments (no secret: the request goes on stdin)."""
+        return [
+            "--memory-mb", str(self.memory_mb),
+            "--cpu-s", str(self.cpu_s),
+            "--open-files", str(self.open_files),
+        ]  # fmt: skip
+
+
+def spawn_child(limits: ChildLimits, python: str = sys.executable) -> subprocess.Popen[bytes]:
+    """Start a parse child in its own session; it sets its limits, imports the parsers and
+    waits for its request on stdin."""
+    return subprocess.Popen(
+        [python, "-m", "parse_child", "--warm", *limits.argv()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        cwd=PROJECT_DIR,
+    )
+
+
+class SpareChildren:
+    """Keeps warm parse children ready, so spawn and import leave a job's critical path."""
+
+    def __init__(self, limits: ChildLimits, count: int = 1, python: str = sys.executable) -> None:
+        self.limits = limits
+        self._count = count
+        self._python = python
+        self._spares: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.refill()
+
+    def take(self) -> subprocess.Popen[bytes]:
+        """Return a live spare, or a fresh child when none is ready. The replacement is
+        started by ``refill()`` once the job's parse ends: its import would otherwise take
+        CPU from that very parse."""
+        with self._lock:
+            alive = [proc for proc in self._spares if proc.poll() is None]
+            for proc in self._spares:
+                if proc.poll() is not None:
+                    _discard(proc)
+            self._spares = alive
+            proc = self._spares.pop(0) if self._spares else None
+        if proc is None:
+            proc = spawn_child(self.limits, self._python)
+        return proc
+
+    def refill(self) -> None:
+        """Start spares until ``count`` are waiting."""
+        with self._lock:
+            while not self._closed and len(self._spares) < self._count:
+                self._spares.append(spawn_child(self.limits, self._python))
+
+    def close(self) -> None:
+        """Stop the spares (they exit on their own when their stdin closes)."""
+        with self._lock:
+            self._closed = True
+            spares, self._spares = self._spares, []
+        for proc in spares:
+            _discard(proc)
+
+
+def _discard(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+class Clocks:
+    """The parent's two clocks: a total wall budget and a no-new-page (stall) budget."""
+
+    def __init__(self, limits: ChildLimits) -> None:
+        self._limits = limits
+        self._start = time.monotonic()
+        self._pages: int | None = None
+        self._last_progress = self._start
+
+    def opened(self, pages: int) -> None:
+        """Scale the total budget to the selected pages; start the stall clock."""
+        self._pages = pages
+        self._last_progress = time.monotonic()
+
+    def progressed(self) -> None:
+        """A page arrived."""
+        self._last_progress = time.monotonic()
+
+    def next_deadline(self) -> tuple[float, errors.ExtractionError]:
+        """Return the earliest deadline and the error it raises when passed."""
+        total = self._start + self._limits.total_timeout(self._pages)
+        timeout = errors.ExtractTimeout(
+            "Opening the PDF took too long." if self._pages is None else None
+        )
+        if self._pages is None:
+            return total, timeout
+        stall = self._last_progress + self._limits.stall_s
+        if stall < total:
+            return stall, errors.Stalled(
+                f"No new page was read for {self._limits.stall_s:g} seconds; extraction stopped."
+            )
+        return total, timeout
+
+
+class ExtractionProcess:
+    """One parse in a child process: start it, read its events under two clocks, kill it."""
+
+    def __init__(
+        self,
+        request: ExtractRequest,
+        python: str = sys.executable,
+        limits: ChildLimits | None = None,
+        spares: SpareChildren | None = None,
+    ) -> None:
         self.request = request
         self._python = python
+        self.limits = limits or (spares.limits if spares else ChildLimits())
+        self._spares = spares
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: StderrTail | None = None
+        self._killed = False  # by kill() from outside (cancel), not by the clocks
+        self._clocks: Clocks | None = None
 
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
     def start(self) -> None:
-        """Start the child and send it the request."""
+        """Start (or take a warm) child and send it the request."""
         if self._proc is not None:
             raise RuntimeError("the parse was already started")
-        self._proc = subprocess.Popen(
-            [self._python, "-m", "parse_child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            cwd=PROJECT_DIR,
-        )
+        if self._spares is not None:
+            self._proc = self._spares.take()
+        else:
+            self._proc = spawn_child(self.limits, self._python)
+        self._clocks = Clocks(self.limits)
         self._stderr = StderrTail(self._proc.stderr)
         with contextlib.suppress(BrokenPipeError, OSError):
             self._proc.stdin.write(self.request.to_json().encode("utf-8"))
@@ -280,22 +456,72 @@ class ExtractionProcess:
                 if event["type"] == "done":
                     outcome = "done"
                     return
+                self._tick(event)
                 yield event
-            raise _crash("the child exited without done or error")
+            raise self._death_error()
         except errors.ExtractionError:
             outcome = "failed"
             raise
         finally:
-            self._reap(graceful=outcome == "done")
+            self._reap()
             if outcome == "failed":
                 log.debug("parse child %s stderr:\n%s", self.pid, self.stderr_tail())
 
+    def _tick(self, event: dict[str, Any]) -> None:
+        if event["type"] == "opened":
+            self._clocks.opened(len(event["selected"]))
+        elif event["type"] in ("page", "page_failed"):
+            self._clocks.progressed()
+
     def _lines(self) -> Iterator[bytes]:
-        stdout = self._proc.stdout
-        while line := stdout.readline(MAX_LINE_BYTES + 1):
-            if not line.endswith(b"\n"):
-                raise _crash("overlong or unterminated line")
-            yield line
+        """Yield the child's lines as they come, raising a clock's error when it runs out."""
+        fd = self._proc.stdout.fileno()
+        buffer = bytearray()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                end = buffer.find(b"\n", 0, MAX_LINE_BYTES)
+                if end >= 0:
+                    line = bytes(buffer[: end + 1])
+                    del buffer[: end + 1]
+                    yield line
+                    continue
+                if len(buffer) >= MAX_LINE_BYTES:
+                    raise _crash("overlong line")
+                if not self._read_some(fd, selector, buffer):
+                    if buffer:
+                        raise _crash("unterminated line")
+                    return
+
+    def _read_some(self, fd: int, selector: selectors.BaseSelector, buffer: bytearray) -> bool:
+        """Read what the child wrote into ``buffer``; return False at end of output."""
+        while True:
+            deadline, error = self._clocks.next_deadline()
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                self.kill(by_clock=True)
+                raise error
+            if selector.select(min(wait, CLOCK_TICK_S)):
+                try:
+                    chunk = os.read(fd, READ_BLOCK)
+                except OSError:
+                    return False
+                buffer += chunk
+                return bool(chunk)
+
+    def _death_error(self) -> errors.ExtractionError:
+        """Name why the child ended without ``done`` or ``error``."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(EXIT_GRACE_S)
+        if self._killed:
+            return errors.Cancelled()
+        code = self._proc.returncode
+        tail = self.stderr_tail()
+        if code is not None and code < 0 and -code == signal.SIGXCPU:
+            return errors.ExtractTimeout("The parser used more CPU time than allowed.")
+        if (code is not None and code < 0 and -code in OOM_SIGNALS) or _mentions_memory(tail):
+            return errors.MemoryLimit()
+        return _crash(f"the child exited with {code} without done or error")
 
     @staticmethod
     def _decode(line: bytes) -> Any:
@@ -308,19 +534,22 @@ class ExtractionProcess:
         """Return the last 64 KB the child wrote on stderr (waits up to 1 s for its end)."""
         return "" if self._stderr is None else self._stderr.text()
 
-    def _reap(self, graceful: bool) -> None:
-        if graceful:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(EXIT_GRACE_S)
-        self.kill()
+    def _reap(self) -> None:
+        # After ``done`` the child has nothing left to say: killing it at once spares the
+        # job its interpreter teardown (~0.15 s with pdfium loaded).
+        self.kill(by_clock=True)
         self._close_pipes()
+        if self._spares is not None:
+            self._spares.refill()
 
-    def kill(self) -> None:
-        """Kill the child's whole process group and reap it (idempotent)."""
+    def kill(self, by_clock: bool = False) -> None:
+        """Kill the child's whole process group and reap it (idempotent). A kill from
+        outside the parse (a cancel) makes ``events()`` raise ``Cancelled``."""
         proc = self._proc
         if proc is None:
             return
-        if proc.returncode is None:
+        if proc.returncode is None and proc.poll() is None:
+            self._killed = self._killed or not by_clock
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -336,9 +565,13 @@ class ExtractionProcess:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.kill()
+        self.kill(by_clock=True)
         if self._proc is not None:
             self._close_pipes()
+
+
+def _mentions_memory(stderr: str) -> bool:
+    return any(word in stderr for word in MEMORY_WORDS)
 
 
 def extract_all(request: ExtractRequest) -> dict[str, Any]:
@@ -348,6 +581,8 @@ def extract_all(request: ExtractRequest) -> dict[str, Any]:
         for event in process.events():
             if event["type"] == "opened":
                 result["opened"] = event
+            elif event["type"] == "metadata":
+                result["opened"] = {**result["opened"], "metadata": event["metadata"]}
             elif event["type"] == "page":
                 result["pages"].append(event)
             elif event["type"] == "page_failed":

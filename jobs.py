@@ -21,8 +21,16 @@ import logs
 import metrics
 from chunking import chunk_pages
 from config import Settings
-from errors import ExtractionError, ExtractorError, NoTextLayer, ParserCrash
-from extraction import ExtractionProcess, ExtractRequest
+from errors import (
+    ExtractionError,
+    ExtractorError,
+    ExtractTimeout,
+    MemoryLimit,
+    NoTextLayer,
+    ParserCrash,
+    Stalled,
+)
+from extraction import ChildLimits, ExtractionProcess, ExtractRequest, SpareChildren
 from jobstore import JobStatus, JobStore, Stage
 from nhost_client import NhostClient
 from sanitize import sanitize_page_text
@@ -42,6 +50,8 @@ NHOST_NO_CREDENTIALS = {
     "error_code": "nhost_credentials_lost",
     "error": "The job was re-run after a worker restart; its Nhost credentials are not kept.",
 }
+# Outcomes after which the pages already read are kept and the job completes as partial.
+PARTIAL_OUTCOMES = (ExtractTimeout, Stalled, MemoryLimit, ParserCrash)
 
 
 def new_job_id() -> str:
@@ -73,12 +83,15 @@ class PageCollector:
     warnings: list[str] = field(default_factory=list)
     opened: dict = field(default_factory=dict)
     structure: list[dict] | None = None  # the child's structure walk (None = never came)
+    partial: bool = False
 
     def add(self, event: dict) -> None:
         """Take one event from the parse child."""
         kind = event["type"]
         if kind == "opened":
             self.opened = event
+        elif kind == "metadata":
+            self.opened = {**self.opened, "metadata": event["metadata"]}
         elif kind == "page":
             self._add_page(event)
         elif kind == "page_failed":
@@ -88,6 +101,20 @@ class PageCollector:
             self.warnings.append(event["message"])
         elif kind == "security":
             self.structure = event["indicators"]
+
+    def stop_early(self, error: ExtractionError, wants_text: bool) -> None:
+        """Keep the pages read before the parse ended early; re-raise when there are none."""
+        if not (wants_text and self.pages):
+            raise error
+        done = set(self.pages) | {page["page_number"] for page in self.failed}
+        left = [n for n in self.opened["selected"] if n not in done]
+        if left:  # the page being read when the parse ended
+            self.failed.append({"page_number": left[0], "code": error.code})
+        self.partial = True
+        self.warnings.append(
+            f"Extraction stopped early ({error.code}): {error.message} "
+            f"{len(self.pages)} of {len(self.opened['selected'])} page(s) were read."
+        )
 
     def _add_page(self, event: dict) -> None:
         number = event["page_number"]
@@ -107,6 +134,9 @@ class JobManager:
         self.screener = Screener(settings)
         self._pool = ThreadPoolExecutor(settings.extract_workers, thread_name_prefix="extract")
         self._nhost = NhostClient(settings)
+        self.spares = SpareChildren(
+            ChildLimits.from_settings(settings), count=settings.extract_spare_children
+        )
         self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -141,6 +171,7 @@ class JobManager:
     def shutdown(self, wait: bool = True) -> None:
         """Stop the pool (used by tests and at worker exit)."""
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        self.spares.close()
 
     def _new_record(
         self, options: JobOptions, upload: Path, owner: str | None, screening: dict
@@ -164,7 +195,9 @@ class JobManager:
         logs.bind(job_id=job_id)
         metrics.record_job_started()
         try:
-            pipeline = Pipeline(self.settings, self.store, job_id, options, self._nhost)
+            pipeline = Pipeline(
+                self.settings, self.store, job_id, options, self._nhost, spares=self.spares
+            )
             pipeline.screen(self.screener, screening)
             pipeline.run(job_dir / UPLOAD_NAME)
         except Exception:
@@ -197,12 +230,14 @@ class Pipeline:
         job_id: str,
         options: JobOptions,
         nhost: NhostClient | None = None,
+        spares: SpareChildren | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.job_id = job_id
         self.options = options
         self.nhost = nhost
+        self.spares = spares
         self.collected = PageCollector()
         self._last_write = 0.0
         self._started = self._stage_started = time.monotonic()
@@ -261,13 +296,17 @@ class Pipeline:
         return {"nhost_result": result}
 
     def _parse(self, upload: Path) -> None:
-        with ExtractionProcess(self._request(upload)) as process:
-            process.start()
-            for event in process.events():
-                self.collected.add(event)
-                self._report_progress(event)
-                if event["type"] == "security" and self.screener:
-                    self.screener.enforce_features(self._security())
+        limits = ChildLimits.from_settings(self.settings)
+        with ExtractionProcess(self._request(upload), limits=limits, spares=self.spares) as child:
+            child.start()
+            try:
+                for event in child.events():
+                    self.collected.add(event)
+                    self._report_progress(event)
+                    if event["type"] == "security" and self.screener:
+                        self.screener.enforce_features(self._security())
+            except PARTIAL_OUTCOMES as error:
+                self.collected.stop_early(error, self.options.wants_text)
 
     def _request(self, upload: Path) -> ExtractRequest:
         return ExtractRequest(
@@ -277,6 +316,7 @@ class Pipeline:
             extract_type=self.options.extract_type,
             include_tables=self.options.include_tables,
             max_pages=self.settings.max_pages,
+            split_min_pages=self.settings.extract_split_min_pages,
         )
 
     def _report_progress(self, event: dict) -> None:
@@ -343,6 +383,8 @@ class Pipeline:
             data["tables"] = collected.tables
         if collected.failed:
             data["failed_pages"] = collected.failed
+        if collected.partial:
+            data["partial"] = True
         data["warnings"] = collected.warnings
         if self.screener:
             data["security"] = self._security()

@@ -19,6 +19,7 @@ from conftest import corpus_entry, corpus_manifest
 
 import errors
 import parse_child
+import pdf_text
 from extraction import MAX_LINE_BYTES, PROJECT_DIR, ExtractionProcess, ExtractRequest, extract_all
 
 TYPED_CODES = {
@@ -238,14 +239,12 @@ def test_existing_title_is_kept(corpus):
 
 def test_body_text_is_not_taken_for_a_title():
     assert (
-        parse_child.infer_title(
-            "Lorem ipsum dolor sit amet, consetetur sadipscing elitr,\nsed diam"
-        )
+        pdf_text.infer_title("Lorem ipsum dolor sit amet, consetetur sadipscing elitr,\nsed diam")
         is None
     )
-    assert parse_child.infer_title(
-        "1\nA Study of Things\nJane Doe\nAbstract. We study things."
-    ) == ("A Study of Things Jane Doe")
+    assert pdf_text.infer_title("1\nA Study of Things\nJane Doe\nAbstract. We study things.") == (
+        "A Study of Things Jane Doe"
+    )
 
 
 def test_password_stays_out_of_argv_and_stderr(corpus):
@@ -376,6 +375,7 @@ def test_request_json_carries_every_field():
         "extract_type": "all",
         "include_tables": True,
         "max_pages": 10000,
+        "split_min_pages": 0,
     }
 
 
@@ -384,7 +384,7 @@ def test_child_imports_no_parser_before_its_limits_are_set():
         "import sys, resource, parse_child\n"
         "parsers = ('pypdfium2', 'pypdf', 'pdfminer', 'pdfplumber')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in parsers))\n"
-        "parse_child.apply_limits(None)\n"
+        "parse_child.apply_limits(parse_child.Limits(memory_mb=1024, cpu_s=60))\n"
         "print(list(resource.getrlimit(resource.RLIMIT_CORE)))\n"
     )
     done = subprocess.run(

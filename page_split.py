@@ -1,0 +1,113 @@
+"""Read half of a large document's pages in a forked helper of the parse child.
+
+pdfium is single-threaded (and not thread-safe), so a second core needs a second process.
+The parse child forks a helper before it starts any thread. The helper stays in the child's
+session and process group, so the parent's group kill ends both, and it inherits the
+child's resource limits. It writes one JSON page event per line on a private pipe; a thread
+of the child collects them by page number, and the child emits them in page order among its
+own. If the helper dies, the child reads the helper's remaining pages itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+WAIT_S = 0.5
+
+
+class ForkedHalf:
+    """A forked helper running ``work(write_fd)``, and the page events it has sent."""
+
+    def __init__(self, work: Callable[[int], None]) -> None:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the helper: never returns into the child's code
+            os.close(read_fd)
+            status = 1
+            try:
+                work(write_fd)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_fd)
+        self.pid = pid
+        self._events: dict[object, dict] = {}
+        self._ended = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(read_fd,), daemon=True)
+        self._reader.start()
+
+    def _read(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as pipe:
+            for line in pipe:
+                try:
+                    event = json.loads(line)
+                    number = event["page_number"]
+                except (ValueError, TypeError, KeyError):
+                    break  # a helper that breaks the protocol is treated as dead
+                with self._changed:
+                    self._events[number] = event
+                    self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def take(self, number: int) -> dict | None:
+        """Return (once) the helper's event for a page, or None if it has not sent it."""
+        with self._changed:
+            return self._events.pop(number, None)
+
+    @property
+    def ended(self) -> bool:
+        """True once the helper's pipe has closed (it finished or died)."""
+        with self._changed:
+            return self._ended
+
+    def wait(self) -> None:
+        """Wait until the helper sends an event or ends (at most WAIT_S)."""
+        with self._changed:
+            if not self._ended:
+                self._changed.wait(WAIT_S)
+
+    def close(self) -> None:
+        """Kill the helper if it still runs, and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        self._reader.join(WAIT_S)
+
+
+def split_pages(selected: list[int]) -> tuple[list[int], list[int]]:
+    """Return (the child's pages, the helper's pages): every other page, so both halves
+    cover the document evenly and pages can be sent in order as they come."""
+    return selected[0::2], selected[1::2]
+
+
+def merged_events(
+    selected: list[int], own_event: Callable[[int], dict], helper: ForkedHalf
+) -> Iterator[dict]:
+    """Yield every selected page's event in order, reading the child's half meanwhile."""
+    mine, _ = split_pages(selected)
+    pending = list(reversed(mine))
+    ready: dict[int, dict] = {}
+    for number in selected:
+        event = ready.pop(number, None)
+        while event is None:
+            event = helper.take(number)
+            if event is not None:
+                break
+            if pending:  # work ahead on the child's own half
+                own = pending.pop()
+                ready[own] = own_event(own)
+                event = ready.pop(number, None)
+            elif helper.ended:  # the helper died: read its page here
+                event = own_event(number)
+            else:
+                helper.wait()
+        yield event

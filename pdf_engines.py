@@ -1,0 +1,417 @@
+"""The parse child's engines: open a PDF with pdfium, pypdf or pdfminer.six, read metadata,
+page texts (falling back per page) and tables. Parser libraries are imported inside
+functions, so importing this module loads none of them (the child sets its limits first).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pdf_text import build_metadata, clean_text, infer_title
+
+log = logging.getLogger("parse_child")
+
+EXTRACT_TYPES = ("all", "text", "metadata", "tables")
+
+
+class Warner(Protocol):
+    def warn(self, message: str) -> None: ...
+
+
+class ChildError(Exception):
+    """A typed outcome that ends the parse with an ``error`` event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    password: str | None
+    pages: list[tuple[int, int]] | None
+    extract_type: str
+    include_tables: bool
+    max_pages: int
+    split_min_pages: int = 0
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Request:
+        """Parse and check the stdin request."""
+        data = json.loads(raw)
+        pages = data.get("pages")
+        request = cls(
+            path=data["path"],
+            password=data.get("password"),
+            pages=None if pages is None else [(int(a), int(b)) for a, b in pages],
+            extract_type=data.get("extract_type", "all"),
+            include_tables=bool(data.get("include_tables", False)),
+            max_pages=int(data.get("max_pages", 10000)),
+            split_min_pages=int(data.get("split_min_pages", 0)),
+        )
+        if not isinstance(request.path, str) or request.extract_type not in EXTRACT_TYPES:
+            raise ValueError("bad request fields")
+        if request.password is not None and not isinstance(request.password, str):
+            raise ValueError("bad password field")
+        return request
+
+    @property
+    def wants_tables(self) -> bool:
+        return self.include_tables or self.extract_type == "tables"
+
+
+class PdfiumEngine:
+    name = "pdfium"
+
+    def __init__(self, path: str, password: str | None) -> None:
+        import pypdfium2
+
+        self.doc = pypdfium2.PdfDocument(path, password=password)
+
+    @property
+    def page_count(self) -> int:
+        return len(self.doc)
+
+    def page_text(self, index: int) -> str:
+        """Return the raw text of one page, closing pdfium objects at once."""
+        page = self.doc[index]
+        try:
+            textpage = page.get_textpage()
+            try:
+                return textpage.get_text_range()
+            finally:
+                textpage.close()
+        finally:
+            page.close()
+
+    def metadata(self) -> dict[str, Any]:
+        """Return metadata as pdfium reads it (the fallback when pypdf cannot)."""
+        import pypdfium2.raw as pdfium_c
+
+        info = self.doc.get_metadata_dict(skip_empty=True)
+        version = self.doc.get_version()
+        encrypted = pdfium_c.FPDF_GetSecurityHandlerRevision(self.doc) != -1
+        return build_metadata(
+            info.get, f"{version // 10}.{version % 10}" if version else None, encrypted
+        )
+
+    def close(self) -> None:
+        self.doc.close()
+
+
+class PdfminerEngine:
+    name = "pdfminer"
+
+    def __init__(self, path: str, password: str | None) -> None:
+        from pdfminer.converter import PDFPageAggregator
+        from pdfminer.layout import LAParams
+        from pdfminer.pdfdocument import PDFDocument
+        from pdfminer.pdfinterp import PDFPageInterpreter, PDFResourceManager
+        from pdfminer.pdfpage import PDFPage
+        from pdfminer.pdfparser import PDFParser
+
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        try:
+            document = PDFDocument(PDFParser(self._file), password=password or "")
+            self._pages = list(PDFPage.create_pages(document))
+        except BaseException:
+            self._file.close()
+            raise
+        manager = PDFResourceManager()
+        self._device = PDFPageAggregator(manager, laparams=LAParams())
+        self._interpreter = PDFPageInterpreter(manager, self._device)
+
+    @property
+    def page_count(self) -> int:
+        return len(self._pages)
+
+    def page_text(self, index: int) -> str:
+        """Return the text of one page laid out by pdfminer."""
+        from pdfminer.layout import LTTextContainer
+
+        self._interpreter.process_page(self._pages[index])
+        layout = self._device.get_result()
+        return "".join(item.get_text() for item in layout if isinstance(item, LTTextContainer))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class PypdfEngine:
+    name = "pypdf"
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+
+    @property
+    def page_count(self) -> int:
+        return len(self.reader.pages)
+
+    def page_text(self, index: int) -> str:
+        """Return the text of one page as pypdf extracts it."""
+        return self.reader.pages[index].extract_text()
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+Engine = PdfiumEngine | PdfminerEngine | PypdfEngine
+
+
+def open_engine(request: Request) -> Engine:
+    """Open the document with pdfium, else pypdf (password) or pdfminer (damage)."""
+    from pypdfium2 import PdfiumError
+
+    try:
+        return PdfiumEngine(request.path, request.password)
+    except PdfiumError as exc:
+        if is_password_error(exc):
+            return open_with_pypdf(request)
+        log.info("pdfium cannot open the file: %s", exc)
+    return open_with_pdfminer(request)
+
+
+def is_password_error(exc: Exception) -> bool:
+    """Tell whether a PdfiumError means a missing or wrong password."""
+    import pypdfium2.raw as pdfium_c
+
+    return getattr(exc, "err_code", None) == pdfium_c.FPDF_ERR_PASSWORD
+
+
+def password_error(request: Request) -> ChildError:
+    """Return password_required or wrong_password, whichever applies."""
+    if not request.password:
+        return ChildError("password_required", "The PDF is encrypted and needs a password.")
+    return ChildError("wrong_password", "The password does not open this PDF.")
+
+
+def open_with_pypdf(request: Request) -> PypdfEngine:
+    """Open a document pdfium refused a password for (e.g. AES-256 with SASLprep)."""
+    from pypdf import PasswordType, PdfReader
+
+    if not request.password:
+        raise password_error(request)
+    try:
+        reader = PdfReader(request.path)
+        opened = reader.decrypt(request.password) != PasswordType.NOT_DECRYPTED
+    except Exception:
+        log.info("pypdf cannot decrypt the file either", exc_info=True)
+        opened = False
+    if not opened:
+        raise password_error(request)
+    return PypdfEngine(reader)
+
+
+def open_with_pdfminer(request: Request) -> PdfminerEngine:
+    """Open a document pdfium cannot read with pdfminer.six, or fail as corrupt."""
+    from pdfminer.pdfdocument import PDFPasswordIncorrect
+
+    try:
+        engine = PdfminerEngine(request.path, request.password)
+    except PDFPasswordIncorrect:
+        raise password_error(request) from None
+    except Exception:
+        log.info("pdfminer cannot open the file", exc_info=True)
+        engine = None
+    if engine is None or engine.page_count == 0:
+        if engine is not None:
+            engine.close()
+        raise ChildError("corrupt_pdf", "The file is damaged and no parser could open it.")
+    return engine
+
+
+def pypdf_metadata(reader: Any) -> dict[str, Any]:
+    """Read metadata from an open (and decrypted) pypdf reader."""
+    info = reader.metadata or {}
+    version = re.match(r"%PDF-(\d\.\d)", reader.pdf_header)
+    return build_metadata(
+        lambda key: info.get("/" + key), version and version.group(1), reader.is_encrypted
+    )
+
+
+def read_pypdf_metadata(request: Request) -> dict[str, Any]:
+    """Open the file with pypdf just for its metadata."""
+    from pypdf import PdfReader
+
+    with PdfReader(request.path) as reader:
+        if reader.is_encrypted:
+            reader.decrypt(request.password or "")
+        return pypdf_metadata(reader)
+
+
+def read_metadata(request: Request, engine: Engine, writer: Warner) -> dict[str, Any]:
+    """Return metadata from pypdf, else pdfium (with a warning), else empty (warning)."""
+    try:
+        if isinstance(engine, PypdfEngine):
+            return pypdf_metadata(engine.reader)
+        return read_pypdf_metadata(request)
+    except Exception:
+        log.info("pypdf cannot read the metadata", exc_info=True)
+    return fallback_metadata(engine, writer)
+
+
+def fallback_metadata(engine: Engine, writer: Warner) -> dict[str, Any]:
+    """Return pdfium's reading of the metadata, or empty metadata, with a warning."""
+    if isinstance(engine, PdfiumEngine):
+        writer.warn("pypdf could not read the document information; pdfium's reading is used.")
+        return engine.metadata()
+    writer.warn("The document information (title, author, dates) could not be read.")
+    return build_metadata(lambda key: None, None, False)
+
+
+class MetadataThread:
+    """Read the metadata with pypdf in a thread while pdfium reads the pages: pdfium's
+    ctypes calls release the GIL, so the two overlap (pypdf's xref pass takes ~0.2 s on
+    a 10-Q filing). ``also`` (e.g. the security structure walk) runs after it there."""
+
+    def __init__(self, request: Request, also: Callable[[], Any] | None = None) -> None:
+        self._request = request
+        self._also = also
+        self._metadata: dict[str, Any] | None = None
+        self.also_result: Any = None
+        # pypdf keeps its configuration (our limits) in a ContextVar, which a new thread
+        # would not see: run the thread in a copy of this context.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._read,), name="metadata", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self._metadata = read_pypdf_metadata(self._request)
+        except Exception:
+            log.info("pypdf cannot read the metadata", exc_info=True)
+        if self._also is not None:
+            self.also_result = self._also()
+
+    def result(self) -> dict[str, Any] | None:
+        """Wait for the readings; return the metadata, or None when pypdf failed."""
+        self._thread.join()
+        return self._metadata
+
+
+def complete_metadata(metadata: dict[str, Any], engine: Engine, texts: PageTexts) -> dict:
+    """Add the page count and, when the PDF names no title, one inferred from page 1."""
+    metadata["num_pages"] = engine.page_count
+    metadata["title_inferred"] = False
+    if not metadata["title"]:
+        first_page = texts.first_page()
+        title = infer_title(first_page[0]) if first_page else None
+        metadata.update(title=title, title_inferred=title is not None)
+    return metadata
+
+
+class PageTexts:
+    """Read page texts with the document's engine, falling back to pdfminer per page."""
+
+    def __init__(self, engine: Engine, request: Request) -> None:
+        self._engine = engine
+        self._request = request
+        self._fallback: PdfminerEngine | None = None
+        self._fallback_tried = False
+        self._cache: dict[int, tuple[str, str] | None] = {}
+        self._first: tuple[str, str] | None = None
+        self._first_read = False
+        self.failure_code = "parser_crash"
+
+    def read(self, index: int, keep: bool = False) -> tuple[str, str] | None:
+        """Return (text, engine name) for a 0-based page, or None when every engine fails."""
+        if index in self._cache:
+            return self._cache[index] if keep else self._cache.pop(index)
+        self.failure_code = "parser_crash"
+        result = self._read_with(self._engine, index) or self._read_with_fallback(index)
+        if keep:
+            self._cache[index] = result
+        if index == 0:
+            self._first, self._first_read = result, True
+        return result
+
+    def first_page(self) -> tuple[str, str] | None:
+        """Return page 1's (text, engine), read once (kept for the title inference)."""
+        return self._first if self._first_read else self.read(0, keep=True)
+
+    def _read_with(self, engine: Engine, index: int) -> tuple[str, str] | None:
+        try:
+            return clean_text(engine.page_text(index)), engine.name
+        except MemoryError:
+            # Python's allocation failed under RLIMIT_AS; the page's objects are freed now.
+            log.info("%s ran out of memory on page %d", engine.name, index + 1)
+            self.failure_code = "memory_limit"
+        except Exception:
+            log.info("%s failed on page %d", engine.name, index + 1, exc_info=True)
+        return None
+
+    def _read_with_fallback(self, index: int) -> tuple[str, str] | None:
+        if isinstance(self._engine, PdfminerEngine):
+            return None
+        if not self._fallback_tried:
+            self._fallback_tried = True
+            try:
+                self._fallback = PdfminerEngine(self._request.path, self._request.password)
+            except Exception:
+                log.info("pdfminer cannot open the file for a page fallback", exc_info=True)
+        return None if self._fallback is None else self._read_with(self._fallback, index)
+
+    def close(self) -> None:
+        if self._fallback is not None:
+            self._fallback.close()
+
+
+class TableReader:
+    """Extract tables with pdfplumber, opened once on first use."""
+
+    def __init__(self, request: Request, writer: Warner) -> None:
+        self._request = request
+        self._writer = writer
+        self._pdf: Any = None
+        self._broken = False
+
+    def page_tables(self, number: int) -> list[dict[str, Any]]:
+        """Return the tables of a 1-based page (empty, with a warning, on failure)."""
+        try:
+            pdf = self._open()
+            if pdf is None:
+                return []
+            page = pdf.pages[number - 1]
+            try:
+                tables = page.extract_tables()
+            finally:
+                page.close()
+        except Exception:
+            log.info("pdfplumber failed on page %d", number, exc_info=True)
+            self._writer.warn(f"Tables could not be read on page {number}.")
+            return []
+        return [{"table_index": i, "rows": table_rows(t)} for i, t in enumerate(tables)]
+
+    def _open(self) -> Any:
+        if self._pdf is None and not self._broken:
+            import pdfplumber
+
+            try:
+                self._pdf = pdfplumber.open(self._request.path, password=self._request.password)
+            except Exception:
+                log.info("pdfplumber cannot open the file", exc_info=True)
+                self._broken = True
+                self._writer.warn(
+                    "Tables could not be read: the table parser cannot open this PDF."
+                )
+        return self._pdf
+
+    def close(self) -> None:
+        if self._pdf is not None:
+            self._pdf.close()
+
+
+def table_rows(table: list[list[Any]]) -> list[list[str | None]]:
+    """Return table rows with every cell a string or None."""
+    return [[None if cell is None else str(cell) for cell in row] for row in table]
