@@ -329,7 +329,8 @@ class SpareChildren:
         self._spares: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
         self._closed = False
-        self.refill()
+        # No spare at construction: a gunicorn worker being booted would share the CPU
+        # with the spare's import. The first parse starts cold; ``refill`` follows each.
 
     def take(self) -> subprocess.Popen[bytes]:
         """Return a live spare, or a fresh child when none is ready. The replacement is

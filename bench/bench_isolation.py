@@ -93,6 +93,7 @@ def main() -> None:
     limits = ChildLimits()
     raw_pdfium(ONE_PAGE)  # import and warm the in-process library
     spares = SpareChildren(limits, count=1)
+    spares.refill()
     time.sleep(1.0)
     try:
         spawn = median_seconds(spawn_and_import, (limits,), args.repeats)

@@ -143,6 +143,8 @@ def test_every_truncation_ends_in_done_or_a_typed_error(corpus, tmp_path):
 def test_spare_child_is_used_and_replaced(corpus):
     spares = SpareChildren(ChildLimits(), count=1)
     try:
+        assert spares._spares == []  # none until a parse has run (or refill is called)
+        spares.refill()
         first = spares._spares[0].pid
         request = ExtractRequest(str(corpus / "clean/pdflatex-4-pages.pdf"))
         with ExtractionProcess(request, spares=spares) as process:
