@@ -253,10 +253,8 @@ def run_with_metadata_thread(
 ) -> None:
     """Announce the pages with pdfium's metadata at once; meanwhile read pypdf's metadata and
     the security structure walk in a thread, and send them after the pages."""
-    from riskscan import structure_event
-
     helper = start_helper(request, selected)  # forked before any thread starts
-    reader = MetadataThread(request, lambda: structure_event(request.path, request.password))
+    reader = MetadataThread(request, lambda pypdf_reader: security_event(request, pypdf_reader))
     preliminary = {**engine.metadata(), "num_pages": engine.page_count, "title_inferred": False}
     emit_opened(engine, selected, preliminary, writer)
     try:
@@ -267,6 +265,19 @@ def run_with_metadata_thread(
     metadata = reader.result() or fallback_metadata(engine, writer)
     writer.emit(reader.also_result)
     writer.emit({"type": "metadata", "metadata": complete_metadata(metadata, engine, texts)})
+
+
+def security_event(request: Request, reader: Any) -> dict[str, Any]:
+    """Return the ``security`` event: riskscan's structure walk, on the metadata's reader
+    when pypdf opened the file (else riskscan opens it and reports what it can)."""
+    from riskscan import scan_structure, structure_event
+
+    if reader is not None:
+        try:
+            return {"type": "security", "indicators": scan_structure(reader)}
+        except Exception:
+            log.info("the structure walk failed on the shared reader", exc_info=True)
+    return structure_event(request.path, request.password)
 
 
 def take_stdout() -> BinaryIO:

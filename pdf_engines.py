@@ -238,13 +238,19 @@ def pypdf_metadata(reader: Any) -> dict[str, Any]:
     )
 
 
-def read_pypdf_metadata(request: Request) -> dict[str, Any]:
-    """Open the file with pypdf just for its metadata."""
+def open_pypdf(request: Request) -> Any:
+    """Return a pypdf reader of the file, decrypted when it is encrypted."""
     from pypdf import PdfReader
 
-    with PdfReader(request.path) as reader:
-        if reader.is_encrypted:
-            reader.decrypt(request.password or "")
+    reader = PdfReader(request.path)
+    if reader.is_encrypted:
+        reader.decrypt(request.password or "")
+    return reader
+
+
+def read_pypdf_metadata(request: Request) -> dict[str, Any]:
+    """Open the file with pypdf just for its metadata."""
+    with open_pypdf(request) as reader:
         return pypdf_metadata(reader)
 
 
@@ -271,9 +277,10 @@ def fallback_metadata(engine: Engine, writer: Warner) -> dict[str, Any]:
 class MetadataThread:
     """Read the metadata with pypdf in a thread while pdfium reads the pages: pdfium's
     ctypes calls release the GIL, so the two overlap (pypdf's xref pass takes ~0.2 s on
-    a 10-Q filing). ``also`` (e.g. the security structure walk) runs after it there."""
+    a 10-Q filing). ``also(reader)`` (the security structure walk) then runs there on the
+    same reader (None if pypdf could not open the file), sparing a second xref pass."""
 
-    def __init__(self, request: Request, also: Callable[[], Any] | None = None) -> None:
+    def __init__(self, request: Request, also: Callable[[Any], Any] | None = None) -> None:
         self._request = request
         self._also = also
         self._metadata: dict[str, Any] | None = None
@@ -287,12 +294,18 @@ class MetadataThread:
         self._thread.start()
 
     def _read(self) -> None:
+        reader = None
         try:
-            self._metadata = read_pypdf_metadata(self._request)
+            reader = open_pypdf(self._request)
+            self._metadata = pypdf_metadata(reader)
         except Exception:
             log.info("pypdf cannot read the metadata", exc_info=True)
-        if self._also is not None:
-            self.also_result = self._also()
+        try:
+            if self._also is not None:
+                self.also_result = self._also(reader)
+        finally:
+            if reader is not None:
+                reader.close()
 
     def result(self) -> dict[str, Any] | None:
         """Wait for the readings; return the metadata, or None when pypdf failed."""
