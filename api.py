@@ -33,6 +33,8 @@ from config import Settings, load_settings, split_list
 from errors import (
     AuthError,
     ExtractorError,
+    InvalidField,
+    JobExpired,
     JobNotFound,
     MissingFile,
     NotReady,
@@ -40,7 +42,7 @@ from errors import (
     SyncTimeout,
     extraction_error,
 )
-from jobs import JobManager
+from jobmanager import JobManager
 from jobstore import JobStatus, JobStore, open_job_store
 from nhost_client import (
     config_problems,
@@ -49,6 +51,7 @@ from nhost_client import (
     verify_nhost_token,
 )
 from validation import parse_options
+from webhooks import check_url
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,7 @@ CORS_MAX_AGE_S = "600"
 DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 # Polled by platforms every few seconds: their successful answers are logged at DEBUG.
 QUIET_ROUTES = ("/health", "/ready", "/metrics")
+MAX_IDEMPOTENCY_KEY = 255
 
 bp = Blueprint("extractor", __name__)
 
@@ -361,12 +365,34 @@ def public_job(record: dict) -> dict:
         view["error_code"] = record.get("error_code")
     if "nhost_result" in record:
         view["nhost_result"] = record["nhost_result"]
+    if record.get("webhook"):
+        view["webhook"] = record["webhook"]
     return view
+
+
+def idempotency_key() -> str | None:
+    """Return the request's Idempotency-Key header, checked (printable, at most 255 chars)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InvalidField("Idempotency-Key must be 1-255 printable characters.")
+    return key
+
+
+def webhook_url(settings: Settings) -> str | None:
+    """Return the form's webhook_url, refused early if it is not an allowed address."""
+    url = request.form.get("webhook_url") or None
+    if url is not None:
+        check_url(url, settings.webhook_allow_private)
+    return url
 
 
 def submit_upload(forced_type: str | None = None) -> dict:
     """Validate the multipart request and queue its job."""
     svc = services()
+    svc.jobs.check_capacity()  # before the body is read: a full worker stores nothing
+    key = idempotency_key()
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise MissingFile()
@@ -376,7 +402,10 @@ def submit_upload(forced_type: str | None = None) -> dict:
             svc.settings, request.headers.get(API_KEY_HEADER), bearer_token(), options.user_id
         )
         options = dataclasses.replace(options, nhost_identity=identity)
-    job = svc.jobs.submit(upload.stream, options, owner=g.owner)
+    url = webhook_url(svc.settings)
+    job = svc.jobs.submit(
+        upload.stream, options, owner=g.owner, idempotency_key=key, webhook_url=url
+    )
     g.job_id = job["job_id"]
     logs.event(log, "job_submitted", job_id=g.job_id, upload_name=options.filename)
     return job
@@ -401,6 +430,7 @@ def extract_async() -> Any:
         "status": job["status"],
         "message": "Upload accepted; poll status_url for progress.",
         "status_url": status_url,
+        "expires_at": job.get("expires_at"),
     }
     return jsonify(body), 202, {"Location": status_url}
 
@@ -413,10 +443,20 @@ def job_status(job_id: str) -> Any:
 
 def owned_job(job_id: str) -> dict:
     """Return the caller's job; another caller's job is 404, as if it did not exist."""
-    record = services().store.get(job_id)
+    store = services().store
+    record = store.get(job_id)
+    if record is None and store.was_expired(job_id, g.owner):
+        raise JobExpired()
     if record is None or record.get("owner") != g.owner:
         raise JobNotFound()
     return record
+
+
+@bp.delete("/job/<job_id>")
+def job_cancel(job_id: str) -> Any:
+    """Cancel a queued or running job, or purge a finished one; answer its final state."""
+    record, purged = services().jobs.cancel(job_id, g.owner)
+    return jsonify({**public_job(record), "purged": purged})
 
 
 @bp.post("/extract")
@@ -529,6 +569,7 @@ def index() -> Any:
             "routes": {
                 "POST /extract/async": "upload a PDF (multipart 'file'); 202 + job_id",
                 "GET /job/<job_id>": "poll a job: status, progress, and data when completed",
+                "DELETE /job/<job_id>": "cancel a queued/running job, or purge a finished one",
                 "POST /extract": "extract and wait for the result",
                 "POST /extract/text": "extract text and chunks and wait",
                 "POST /extract/metadata": "extract metadata and wait",

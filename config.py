@@ -53,6 +53,22 @@ class Settings(BaseSettings):
     metrics_token: str | None = None  # unset = /metrics is open
     prometheus_multiproc_dir: str | None = None  # gunicorn makes one in the temp dir when unset
 
+    # Job lifecycle: leases, recovery, backpressure, idempotency, webhooks.
+    max_attempts: int = Field(2, ge=1, le=10, description="runs of a job before worker_lost")
+    lease_ttl_s: float = Field(15.0, ge=1, description="a lease lapses this long after a beat")
+    heartbeat_s: float = Field(3.0, gt=0, description="how often the owner renews its leases")
+    reaper_interval_s: float = Field(10.0, gt=0, description="how often a worker looks for orphans")
+    queue_max: int = Field(8, ge=0, description="jobs waiting per worker beyond EXTRACT_WORKERS")
+    store_retry_s: float = Field(120.0, ge=0, description="how long a final write waits for Redis")
+    job_tombstone_ttl: int = Field(7 * 86400, ge=60, description="410 instead of 404 this long")
+    dedupe: bool = False
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_retries: int = Field(5, ge=0, le=10)
+    webhook_backoff_s: float = Field(0.5, ge=0)
+
     # Who may call (security issue). Comma-separated lists.
     api_keys: str = ""
     trusted_api_keys: str = ""

@@ -8,15 +8,20 @@ ExtractorError (500 internal_error)
 ├── RequestError (400)
 │   ├── MissingFile, InvalidFileType, InvalidMimeType, FileTooSmall, InvalidPagesSpec,
 │   ├── InvalidFilename, InvalidUserId, InvalidUploadDevice
+│   ├── WebhookRefused (webhook_url_refused)
 │   └── InvalidField (bad chunk_size, extract_type, ...)
 ├── AuthError (401 unauthorized)
 ├── JobNotFound (404 job_not_found)
+├── IdempotencyConflict (409 idempotency_conflict)
+├── JobExpired (410 job_expired)
 ├── PayloadTooLarge (413 file_too_large)
 │   └── TooLargeToScan (413 too_large_for_scanner)
 ├── ServiceUnavailable (503)
 │   ├── JobStoreUnavailable (503 job_store_unavailable)
 │   ├── AntivirusUnavailable (503 antivirus_unavailable)
-│   └── NotReady (503 not_ready: /ready names the failing part)
+│   ├── NotReady (503 not_ready: /ready names the failing part)
+│   └── Busy (429 busy)
+│       └── ShuttingDown (503 busy, while the worker shuts down)
 ├── SyncTimeout (504 sync_timeout)
 └── ExtractionError (422; a job's failure outcome, stored on the job)
     ├── PasswordRequired, WrongPassword, CorruptPdf, TooManyPages, InvalidPages,
@@ -97,6 +102,11 @@ class InvalidUploadDevice(RequestError):
     default_message = "'upload_device' is not one of the accepted devices."
 
 
+class WebhookRefused(RequestError):
+    code = "webhook_url_refused"
+    default_message = "The webhook_url is not an allowed http(s) address."
+
+
 class AuthError(ExtractorError):
     code = "unauthorized"
     status = 401
@@ -107,6 +117,20 @@ class JobNotFound(ExtractorError):
     code = "job_not_found"
     status = 404
     default_message = "Job not found"
+
+
+class IdempotencyConflict(ExtractorError):
+    code = "idempotency_conflict"
+    status = 409
+    default_message = (
+        "This Idempotency-Key was already used with a different file or options; use a new key."
+    )
+
+
+class JobExpired(ExtractorError):
+    code = "job_expired"
+    status = 410
+    default_message = "This job has expired and its result was deleted; please resubmit."
 
 
 class PayloadTooLarge(ExtractorError):
@@ -140,6 +164,19 @@ class AntivirusUnavailable(ServiceUnavailable):
 class NotReady(ServiceUnavailable):
     code = "not_ready"
     default_message = "The service is not ready to take work."
+
+
+class Busy(ServiceUnavailable):
+    code = "busy"
+    status = 429
+    default_message = "The service is busy with other PDFs; retry after the given seconds."
+    retry_after = 10
+
+
+class ShuttingDown(Busy):
+    status = 503
+    default_message = "This server is restarting and takes no new jobs; retry shortly."
+    retry_after = 5
 
 
 class SyncTimeout(ExtractorError):

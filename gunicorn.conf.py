@@ -76,3 +76,17 @@ def on_exit(server):
     """Remove the metrics files of this run."""
     for path in _metrics_dir.glob("*.db"):
         path.unlink(missing_ok=True)
+
+
+# Seconds kept back from the graceful timeout to hand unfinished jobs back before SIGKILL.
+DRAIN_MARGIN_S = 2.0
+
+
+def worker_exit(server, worker):
+    """On a worker's orderly exit (SIGTERM): finish jobs within the grace, hand the rest back."""
+    if os.getpid() != worker.pid:
+        return  # the master also calls this for workers that vanished: nothing to drain there
+    app = getattr(worker, "wsgi", None)
+    services = getattr(app, "extensions", {}).get("pdfx")
+    if services is not None:
+        services.jobs.drain(max(0.0, graceful_timeout - DRAIN_MARGIN_S))

@@ -1,7 +1,8 @@
-"""Run extraction jobs on a bounded thread pool: store upload, parse, sanitize, chunk, save.
+"""One extraction job's pipeline: store the upload, parse in a child, sanitize, chunk, save.
 
-Each gunicorn worker owns one JobManager. A job's upload lives in its own 0700 temp
-directory that is removed when the job ends, whatever happens.
+``jobmanager.JobManager`` runs pipelines on its pool. A job's upload lives in its own 0700
+temp directory, removed when the job ends (kept only while a re-run may still need it).
+Every write a pipeline makes goes through ``FencedWriter``, fenced by the run's lease token.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -23,15 +23,15 @@ from chunking import chunk_pages
 from config import Settings
 from errors import (
     ExtractionError,
-    ExtractorError,
     ExtractTimeout,
+    JobStoreUnavailable,
     MemoryLimit,
     NoTextLayer,
     ParserCrash,
     Stalled,
 )
 from extraction import ChildLimits, ExtractionProcess, ExtractRequest, SpareChildren
-from jobstore import JobStatus, JobStore, Stage
+from jobstore import TERMINAL, InvalidTransition, JobStatus, JobStore, Stage
 from nhost_client import NhostClient
 from sanitize import sanitize_page_text
 from screening import Screener
@@ -52,6 +52,7 @@ NHOST_NO_CREDENTIALS = {
 }
 # Outcomes after which the pages already read are kept and the job completes as partial.
 PARTIAL_OUTCOMES = (ExtractTimeout, Stalled, MemoryLimit, ParserCrash)
+FINAL_WRITE_RETRY_S = 1.0
 
 
 def new_job_id() -> str:
@@ -125,101 +126,6 @@ class PageCollector:
             self.tables[f"page_{number}"] = event["tables"]
 
 
-class JobManager:
-    """Owns the worker pool and runs each job's pipeline, writing every stage to the store."""
-
-    def __init__(self, settings: Settings, store: JobStore) -> None:
-        self.settings = settings
-        self.store = store
-        self.screener = Screener(settings)
-        self._pool = ThreadPoolExecutor(settings.extract_workers, thread_name_prefix="extract")
-        self._nhost = NhostClient(settings)
-        self.spares = SpareChildren(
-            ChildLimits.from_settings(settings), count=settings.extract_spare_children
-        )
-        self._done: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
-
-    def submit(self, stream: BinaryIO, options: JobOptions, owner: str | None = None) -> dict:
-        """Store and screen the upload, record the job as queued and hand it to the pool.
-
-        ``owner`` (a hash of the caller's credential) is kept on the job: only the same
-        caller may see it. A refused upload (malware included) is deleted at once.
-        """
-        job_dir = make_job_dir(self.settings)
-        try:
-            upload = save_upload(stream, job_dir, self.settings)
-            screening = self.screener.screen_upload(upload)
-            job = self.store.create(self._new_record(options, upload, owner, screening))
-        except BaseException:
-            shutil.rmtree(job_dir, ignore_errors=True)
-            raise
-        with self._lock:
-            self._done[job["job_id"]] = threading.Event()
-        metrics.record_job_submitted()
-        future = self._pool.submit(self._run, job["job_id"], job_dir, options, screening)
-        # A job cancelled before it started (pool shutdown) never runs _run's cleanup.
-        future.add_done_callback(lambda f: f.cancelled() and shutil.rmtree(job_dir, True))
-        return job
-
-    def wait(self, job_id: str, timeout: float) -> bool:
-        """Wait until a job this worker runs has ended; return False on timeout."""
-        with self._lock:
-            event = self._done.get(job_id)
-        return event.wait(timeout) if event else True
-
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop the pool (used by tests and at worker exit)."""
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
-        self.spares.close()
-
-    def _new_record(
-        self, options: JobOptions, upload: Path, owner: str | None, screening: dict
-    ) -> dict:
-        return {
-            "job_id": new_job_id(),
-            "status": JobStatus.QUEUED.value,
-            "stage": Stage.FILE_RECEIVED.value,
-            "progress": 0,
-            "message": "File received; waiting for a worker.",
-            "pages_done": 0,
-            "pages_total": None,
-            "filename": options.filename,
-            "file_size": upload.stat().st_size,
-            "options": options.public(),
-            "owner": owner,
-            "screening": screening,
-        }
-
-    def _run(self, job_id: str, job_dir: Path, options: JobOptions, screening: dict) -> None:
-        logs.bind(job_id=job_id)
-        metrics.record_job_started()
-        try:
-            pipeline = Pipeline(
-                self.settings, self.store, job_id, options, self._nhost, spares=self.spares
-            )
-            pipeline.screen(self.screener, screening)
-            pipeline.run(job_dir / UPLOAD_NAME)
-        except Exception:
-            log.exception("job %s: unexpected failure", job_id)
-            self._fail_quietly(job_id, ParserCrash("The server failed while processing this PDF."))
-        finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
-            metrics.record_job_ended()
-            logs.clear()
-            with self._lock:
-                event = self._done.pop(job_id, None)
-            if event:
-                event.set()
-
-    def _fail_quietly(self, job_id: str, error: ExtractorError) -> None:
-        try:
-            self.store.fail(job_id, error.code, error.message)
-            metrics.record_job_finished("failed", error.code, 0.0)
-        except Exception:  # the store may itself be the failure; the job then expires
-            log.exception("job %s: could not record failure", job_id)
-
-
 class Pipeline:
     """One job's run: parse in a child, then sanitize, chunk and store the result."""
 
@@ -231,9 +137,10 @@ class Pipeline:
         options: JobOptions,
         nhost: NhostClient | None = None,
         spares: SpareChildren | None = None,
+        fence: str | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.store = FencedWriter(store, job_id, fence, settings.store_retry_s)
         self.job_id = job_id
         self.options = options
         self.nhost = nhost
@@ -245,10 +152,18 @@ class Pipeline:
         self._size = 0
         self.screener: Screener | None = None
         self.screening: dict = {}
+        self.process: ExtractionProcess | None = None
+        self._killed = False
 
     def screen(self, screener: Screener, screening: dict) -> None:
         """Attach the upload's screening: data.security and the policies then apply."""
         self.screener, self.screening = screener, screening
+
+    def kill(self) -> None:
+        """Stop the parse from another thread (cancel, lost lease, shutdown)."""
+        self._killed = True
+        if self.process is not None:
+            self.process.kill()
 
     def run(self, upload: Path) -> None:
         """Run every stage; a typed extraction failure fails the job with its code."""
@@ -263,11 +178,10 @@ class Pipeline:
             self._parse(upload)
             data = self._finish()
         except ExtractionError as error:
-            self.store.fail(self.job_id, error.code, error.message)
+            self.store.fail(error.code, error.message)
             self._finished("failed", error.code)
             return
         self.store.complete(
-            self.job_id,
             data,
             message="Extraction complete.",
             pages_done=len(self.collected.pages) + len(self.collected.failed),
@@ -298,7 +212,10 @@ class Pipeline:
     def _parse(self, upload: Path) -> None:
         limits = ChildLimits.from_settings(self.settings)
         with ExtractionProcess(self._request(upload), limits=limits, spares=self.spares) as child:
+            self.process = child
             child.start()
+            if self._killed:  # a stop that came before the child existed
+                child.kill()
             try:
                 for event in child.events():
                     self.collected.add(event)
@@ -306,6 +223,8 @@ class Pipeline:
                     if event["type"] == "security" and self.screener:
                         self.screener.enforce_features(self._security())
             except PARTIAL_OUTCOMES as error:
+                if self._killed:  # cancelled, taken over or handed back: no partial result
+                    raise
                 self.collected.stop_early(error, self.options.wants_text)
 
     def _request(self, upload: Path) -> ExtractRequest:
@@ -394,7 +313,7 @@ class Pipeline:
         return self.screener.report(self.screening, self.collected.structure)
 
     def _update(self, **fields: object) -> None:
-        self.store.update(self.job_id, **fields)
+        self.store.progress(**fields)
         if fields.get("stage", self._stage) != self._stage:
             self._stage_changed(str(fields["stage"]))
 
@@ -419,3 +338,63 @@ class Pipeline:
             pages=pages,
             duration_s=round(seconds, 3),
         )
+
+
+class FencedWriter:
+    """One job's writes, fenced by its lease token; progress is best effort, the end is retried.
+
+    A progress write lost to a Redis outage is kept and merged into the next write (so the
+    status still moves queued -> processing before the end). The final write waits up to
+    STORE_RETRY_S for the store to come back, so a job that ends during an outage is
+    recorded when Redis returns instead of vanishing.
+    """
+
+    def __init__(self, store: JobStore, job_id: str, fence: str | None, retry_s: float) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._fence = fence
+        self._retry_s = retry_s
+        self._pending: dict = {}
+
+    def progress(self, **fields: object) -> None:
+        """Write progress fields; while the store is down, keep them for the next write."""
+        self._pending.update(fields)
+        try:
+            self._flush()
+        except JobStoreUnavailable:
+            log.warning("job %s: progress not saved (job store unreachable)", self._job_id)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._store.update(self._job_id, self._fence, **self._pending)
+            self._pending = {}
+
+    def complete(self, data: dict, **fields: object) -> dict:
+        """Write the result, retrying while the store is down."""
+        return self._final(lambda: self._store.complete(self._job_id, data, self._fence, **fields))
+
+    def fail(self, code: str, message: str) -> dict:
+        """Write the failure, retrying while the store is down."""
+        return self._final(lambda: self._store.fail(self._job_id, code, message, self._fence))
+
+    def _final(self, write: Callable[[], dict]) -> dict:
+        deadline = time.monotonic() + self._retry_s
+        retried = False
+        while True:
+            try:
+                self._flush()  # e.g. the queued -> processing write an outage swallowed
+                return write()
+            except JobStoreUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                retried = True
+                time.sleep(FINAL_WRITE_RETRY_S)
+            except InvalidTransition:
+                if retried and (done := self._written_by_us()):
+                    return done  # an earlier attempt landed but its reply was lost
+                raise
+
+    def _written_by_us(self) -> dict | None:
+        record = self._store.get(self._job_id)
+        ours = record is not None and record.get("lease_token") == self._fence
+        return record if ours and JobStatus(record["status"]) in TERMINAL else None

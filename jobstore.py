@@ -39,6 +39,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 import errors
+from leases import Leases, MemoryLeases, RedisLeases
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,16 @@ class InvalidTransition(Exception):
     """A write would move a job's status along a path the model forbids."""
 
 
+class LeaseLost(InvalidTransition):
+    """A fenced write came from a worker whose lease on the job was taken over."""
+
+
 class JobExists(ValueError):
     """A job with this id is already stored."""
+
+
+# Fields that may still be written on a terminal job (they never change its outcome).
+ANNOTATIONS = frozenset({"webhook"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class JobTtls:
     active: int = 86400
     completed: int = 3600
     failed: int = 86400
+    tombstone: int = 7 * 86400
 
     @classmethod
     def from_settings(cls, settings: Any) -> JobTtls:
@@ -101,6 +111,7 @@ class JobTtls:
             active=settings.redis_job_ttl,
             completed=settings.redis_completed_ttl,
             failed=settings.redis_failed_ttl,
+            tombstone=getattr(settings, "job_tombstone_ttl", cls.tombstone),
         )
 
     def ttl_for(self, status: JobStatus | str) -> int:
@@ -164,12 +175,25 @@ def new_record(job: dict[str, Any], now: float, ttls: JobTtls) -> dict[str, Any]
     return _stamp(record, now, ttls)
 
 
+def check_fence(record: dict[str, Any], fence: str | None) -> None:
+    """Raise LeaseLost unless ``fence`` (when given) is the record's current lease token."""
+    if fence is not None and record.get("lease_token") != fence:
+        raise LeaseLost("another worker has taken this job over")
+
+
 def apply_update(
-    record: dict[str, Any], fields: dict[str, Any], now: float, ttls: JobTtls
+    record: dict[str, Any],
+    fields: dict[str, Any],
+    now: float,
+    ttls: JobTtls,
+    fence: str | None = None,
 ) -> dict[str, Any]:
-    """Return ``record`` with ``fields`` merged in, after checking the status transition."""
+    """Return ``record`` with ``fields`` merged in, after checking fence and transition."""
     fields = _plain(fields)
-    check_transition(record["status"], fields.get("status", record["status"]))
+    annotation = record["status"] in TERMINAL and set(fields) <= ANNOTATIONS
+    if not annotation:
+        check_fence(record, fence)
+        check_transition(record["status"], fields.get("status", record["status"]))
     merged = {**record, **fields}
     merged["job_id"], merged["created_at"] = record["job_id"], record["created_at"]
     return _stamp(merged, now, ttls)
@@ -192,6 +216,7 @@ class JobStore(ABC):
     """Where job records live; the same contract in Redis and in memory."""
 
     kind: str
+    leases: Leases
 
     def __init__(self, ttls: JobTtls, clock: Callable[[], float]) -> None:
         self.ttls = ttls
@@ -214,31 +239,40 @@ class JobStore(ABC):
         """Return the full record (with ``data`` when completed), or None if unknown/expired."""
         return self._read(job_id) if is_valid_job_id(job_id) else None
 
-    def update(self, job_id: str, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` into the job, enforcing status transitions; return the record."""
+    def update(self, job_id: str, fence: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into the job, enforcing fence and transitions; return the record."""
         if not is_valid_job_id(job_id):
             raise errors.JobNotFound()
 
         def build(current: dict[str, Any] | None) -> dict[str, Any]:
             if current is None:
                 raise errors.JobNotFound()
-            return apply_update(current, fields, self._clock(), self.ttls)
+            return apply_update(current, fields, self._clock(), self.ttls, fence)
 
         return self._transact(job_id, build)
 
-    def complete(self, job_id: str, data: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    def complete(
+        self, job_id: str, data: dict[str, Any], fence: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
         """Mark the job completed with its result ``data``."""
         done = {"status": JobStatus.COMPLETED, "stage": Stage.DONE, "progress": 100}
-        return self.update(job_id, **{**fields, **done, "data": data})
+        return self.update(job_id, fence, **{**fields, **done, "data": data})
 
-    def fail(self, job_id: str, code: str, message: str, **fields: Any) -> dict[str, Any]:
+    def fail(
+        self, job_id: str, code: str, message: str, fence: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
         """Mark the job failed with a stable error ``code`` and a readable ``message``."""
         failed = {"status": JobStatus.FAILED, "stage": Stage.FAILED}
-        return self.update(job_id, **{**fields, **failed, "error": message, "error_code": code})
+        body = {**fields, **failed, "error": message, "error_code": code}
+        return self.update(job_id, fence, **body)
 
     def delete(self, job_id: str) -> bool:
-        """Remove the job; return whether it existed."""
+        """Remove the job and its tombstone (a purge); return whether it existed."""
         return self._remove(job_id) if is_valid_job_id(job_id) else False
+
+    def was_expired(self, job_id: str, owner: str | None = None) -> bool:
+        """Tell whether an unknown id named a job of ``owner`` that existed and has expired."""
+        return is_valid_job_id(job_id) and self._tombstone(job_id) == (owner or "")
 
     @abstractmethod
     def ping(self) -> bool:
@@ -258,6 +292,10 @@ class JobStore(ABC):
     @abstractmethod
     def _remove(self, job_id: str) -> bool: ...
 
+    @abstractmethod
+    def _tombstone(self, job_id: str) -> str | None:
+        """Return the owner ("" for none) kept after the job expired, or None."""
+
 
 class _Entry(NamedTuple):
     record: str
@@ -272,9 +310,11 @@ class MemoryJobStore(JobStore):
 
     def __init__(self, ttls: JobTtls = JobTtls(), clock: Callable[[], float] = time.time) -> None:
         super().__init__(ttls, clock)
+        self.leases = MemoryLeases()
         self._lock = threading.Lock()
         # Stored as JSON text, like Redis: callers never share mutable state with the store.
         self._jobs: dict[str, _Entry] = {}
+        self._tombs: dict[str, tuple[float, str]] = {}
 
     def create(self, job: dict[str, Any]) -> dict[str, Any]:
         """Store a new job, first dropping expired ones so memory does not grow forever."""
@@ -307,14 +347,21 @@ class MemoryJobStore(JobStore):
             data_json = kept if data is None else _dumps(data)
             expires = self._clock() + self.ttls.ttl_for(record["status"])
             self._jobs[job_id] = _Entry(_dumps(small), data_json, expires)
+            self._tombs[job_id] = (expires + self.ttls.tombstone, record.get("owner") or "")
         return record
 
     def _remove(self, job_id: str) -> bool:
         with self._lock:
+            self._tombs.pop(job_id, None)
             if self._live(job_id) is None:
                 return False
             del self._jobs[job_id]
             return True
+
+    def _tombstone(self, job_id: str) -> str | None:
+        with self._lock:
+            until, owner = self._tombs.get(job_id, (0.0, ""))
+            return owner if self._live(job_id) is None and until > self._clock() else None
 
     def _live(self, job_id: str) -> _Entry | None:
         """Return the unexpired entry, dropping it if it has expired (caller holds the lock)."""
@@ -329,6 +376,8 @@ class MemoryJobStore(JobStore):
             now = self._clock()
             for job_id in [k for k, e in self._jobs.items() if e.expires <= now]:
                 del self._jobs[job_id]
+            for job_id in [k for k, t in self._tombs.items() if t[0] <= now]:
+                del self._tombs[job_id]
 
 
 @contextmanager
@@ -352,6 +401,7 @@ class RedisJobStore(JobStore):
         super().__init__(ttls, time.time)
         self.client = client
         self.prefix = prefix
+        self.leases = RedisLeases(client, prefix)
 
     def ping(self) -> bool:
         """Tell whether Redis answers; never raises."""
@@ -367,6 +417,9 @@ class RedisJobStore(JobStore):
 
     def _keys(self, job_id: str) -> tuple[str, str]:
         return job_key(self.prefix, job_id), job_key(self.prefix, job_id, "result")
+
+    def _tomb_key(self, job_id: str) -> str:
+        return f"{self.prefix}:tomb:{job_id}"
 
     def _read(self, job_id: str) -> dict[str, Any] | None:
         with _redis_errors("get"):
@@ -400,6 +453,8 @@ class RedisJobStore(JobStore):
         ttl = self.ttls.ttl_for(record["status"])
         pipe.multi()
         pipe.set(key, _dumps(small), ex=ttl)
+        owner = record.get("owner") or ""
+        pipe.set(self._tomb_key(job_id), owner, ex=ttl + self.ttls.tombstone)
         if data is None:
             pipe.expire(result_key, ttl)
         else:
@@ -409,9 +464,15 @@ class RedisJobStore(JobStore):
 
     def _remove(self, job_id: str) -> bool:
         key, result_key = self._keys(job_id)
+        tomb = self._tomb_key(job_id)
         with _redis_errors("delete"), self.client.pipeline() as pipe:
-            removed, _ = pipe.delete(key).delete(result_key).execute()
+            removed, _, _ = pipe.delete(key).delete(result_key).delete(tomb).execute()
         return bool(removed)
+
+    def _tombstone(self, job_id: str) -> str | None:
+        with _redis_errors("tombstone"):
+            value = self.client.get(self._tomb_key(job_id))
+        return None if value is None else value.decode()
 
 
 def connect_redis(url: str) -> redis.Redis:

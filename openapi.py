@@ -52,13 +52,23 @@ def caller_errors() -> dict:
     return {
         "401": error("unauthorized (API key), invalid_token or token_expired (Nhost token)"),
         "403": error("forbidden_user: the token's user may not act for that user_id"),
-        "429": {**error("rate_limited: see Retry-After"), "headers": RETRY_AFTER},
+        "429": {
+            **error("rate_limited, or busy (this worker's queue is full): see Retry-After"),
+            "headers": RETRY_AFTER,
+        },
     }
 
 
 # Callers identify with X-API-Key, or with an end user's Nhost token; {} = open (no API_KEYS).
 CALLER_SECURITY = [{"apiKey": []}, {"nhostToken": []}, {}]
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "same key, file and options within the job TTL = the same job",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
 REQUEST_ID = {
     "X-Request-ID": {
         "description": "the caller's X-Request-ID when it is a safe token, else a new one",
@@ -175,6 +185,18 @@ def job_schema() -> dict:
             "data": ref("ExtractionData"),
             "error": nullable("string"),
             "error_code": nullable("string", description=f"when failed: {failed_codes}"),
+            "webhook": {
+                "type": "object",
+                "description": "when send_webhook was asked: the delivery outcome",
+                "properties": {
+                    "event_id": {"type": "string"},
+                    "delivered": {"type": "boolean"},
+                    "status_code": {"type": "integer"},
+                    "attempts": {"type": "integer", "minimum": 1},
+                    "error": {"type": "string"},
+                },
+            },
+            "purged": {"type": "boolean", "description": "DELETE only: record and data removed"},
             "nhost_result": {
                 "type": "object",
                 "description": "when send_to_nhost was asked",
@@ -221,6 +243,10 @@ def upload_form() -> dict:
             "upload_device": {"type": "string"},
             "send_to_nhost": flag,
             "send_webhook": flag,
+            "webhook_url": {
+                "type": "string",
+                "description": "public http(s) URL POSTed the final state (default WEBHOOK_URL)",
+            },
         },
     }
 
@@ -239,9 +265,13 @@ def schemas() -> dict:
             "properties": {
                 "success": {"const": True},
                 "job_id": {"type": "string"},
-                "status": {"const": "queued"},
+                "status": {
+                    "enum": [s.value for s in JobStatus],
+                    "description": "queued, or the state of the job an Idempotency-Key names",
+                },
                 "message": {"type": "string"},
                 "status_url": {"type": "string"},
+                "expires_at": nullable("string"),
             },
         },
         "SyncResult": {
@@ -302,7 +332,7 @@ def upload_operation(summary: str, success: dict, extra: dict | None = None) -> 
         **(extra or {}),
         **caller_errors(),
         "503": {
-            **error("job_store_unavailable or antivirus_unavailable"),
+            **error("job_store_unavailable, antivirus_unavailable, or busy (shutting down)"),
             "headers": RETRY_AFTER,
         },
         "default": error("any other failure, with the same body shape"),
@@ -342,16 +372,20 @@ def paths() -> dict:
     text = {"text/plain": {"schema": {"type": "string"}}}
     return {
         "/extract/async": {
-            "post": upload_operation(
-                "Queue an extraction; answer 202 with the job id",
-                {
-                    "202": json_response(
-                        "queued",
-                        "Accepted",
-                        {"Location": {"schema": {"type": "string"}}, **REQUEST_ID},
-                    )
-                },
-            )
+            "post": {
+                **upload_operation(
+                    "Queue an extraction; answer 202 with the job id",
+                    {
+                        "202": json_response(
+                            "queued",
+                            "Accepted",
+                            {"Location": {"schema": {"type": "string"}}, **REQUEST_ID},
+                        )
+                    },
+                    {"409": error("idempotency_conflict: the key was used with another file")},
+                ),
+                "parameters": [IDEMPOTENCY_KEY],
+            }
         },
         "/job/{job_id}": {
             "get": get_operation(
@@ -359,13 +393,27 @@ def paths() -> dict:
                 {
                     "200": json_response("the job", "Job"),
                     "404": error("job_not_found (also when the job belongs to another caller)"),
+                    "410": error("job_expired: it existed, its TTL ran out"),
                     **caller_errors(),
                     "503": {**error("job_store_unavailable"), "headers": RETRY_AFTER},
                     "default": error("any other failure"),
                 },
                 parameters=[job_param],
                 security=CALLER_SECURITY,
-            )
+            ),
+            "delete": {
+                "summary": "Cancel a queued/running job, or purge a finished one",
+                "responses": {
+                    "200": json_response("the job's final state, with purged", "Job"),
+                    "404": error("job_not_found (also when the job belongs to another caller)"),
+                    "410": error("job_expired"),
+                    **caller_errors(),
+                    "503": {**error("job_store_unavailable"), "headers": RETRY_AFTER},
+                    "default": error("any other failure"),
+                },
+                "parameters": [job_param],
+                "security": CALLER_SECURITY,
+            },
         },
         "/extract": {"post": sync_operation(None)},
         **{
