@@ -29,7 +29,7 @@ import requests
 import logs
 from config import Settings, load_settings
 from errors import ExtractorError, RequestError
-from jobs import JobManager
+from jobmanager import JobManager
 from jobstore import JobStatus, JobTtls, MemoryJobStore
 from validation import parse_options
 

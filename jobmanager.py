@@ -203,6 +203,7 @@ class JobManager:
         job_dir = Path(record["job_dir"])
         screening = record.get("screening") or self.screener.screen_upload(job_dir / UPLOAD_NAME)
         owned = Owned(token, job_dir, screening)
+        metrics.record_job_submitted()  # a re-run goes through this worker's queue too
         self._start(job_id, owned, options_from_record(record))
 
     def can_adopt(self, record: dict) -> bool:
@@ -367,6 +368,8 @@ class JobManager:
         # Dropped from the queue without a reason (pool shutdown): the job stays tracked,
         # so once its lease lapses the reaper fails it worker_lost instead of stranding it.
         owned.stop_reason = owned.stop_reason or "dropped"
+        metrics.record_job_started()  # off the queue gauge: it never ran
+        metrics.record_job_ended()
         self._finish(job_id, owned)
 
     def _finish(self, job_id: str, owned: Owned) -> None:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config import Settings  # noqa: E402
-from jobs import JobManager  # noqa: E402
+from jobmanager import JobManager  # noqa: E402
 from jobstore import open_job_store  # noqa: E402
 from riskscan import assess, scan_bytes, structure_event  # noqa: E402
 from validation import parse_options  # noqa: E402
