@@ -67,6 +67,11 @@ def on_starting(server):
         )
 
 
+def post_worker_init(worker):
+    """Log that a worker has built its app and is about to accept connections."""
+    worker.log.info("worker %s ready", worker.pid)
+
+
 def child_exit(server, worker):
     """Drop a dead worker's live gauges so queue depth and running jobs stay true."""
     metrics.mark_process_dead(worker.pid)

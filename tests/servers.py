@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,6 +43,7 @@ class GunicornServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.workers = workers
         self.env = {
             **os.environ,
             **env,
@@ -74,10 +76,14 @@ class GunicornServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        if not wait_until(self._healthy, timeout):
+        # Every worker must be ready, or the kernel hands all connections to the first one.
+        if not wait_until(lambda: self._healthy() and self._all_workers_ready(), timeout):
             self.stop()
             raise RuntimeError(f"gunicorn did not start:\n{self.log()}")
         return self
+
+    def _all_workers_ready(self) -> bool:
+        return len(set(re.findall(r"worker (\d+) ready", self.log()))) >= self.workers
 
     def _healthy(self) -> bool:
         try:
