@@ -44,12 +44,8 @@ from errors import (
 )
 from jobmanager import JobManager
 from jobstore import JobStatus, JobStore, open_job_store
-from nhost_client import (
-    config_problems,
-    nhost_status,
-    resolve_nhost_identity,
-    verify_nhost_token,
-)
+from nhost_auth import resolve_nhost_identity, verify_nhost_token
+from nhost_client import config_problems, nhost_status
 from validation import parse_options
 from webhooks import check_url
 

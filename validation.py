@@ -26,7 +26,7 @@ from errors import (
 )
 
 if TYPE_CHECKING:
-    from nhost_client import NhostIdentity
+    from nhost_auth import NhostIdentity
 
 MIN_UPLOAD_BYTES = 100
 PDF_MAGIC = b"%PDF-"

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config import load_settings  # noqa: E402
-from nhost_client import NhostClient, NhostIdentity  # noqa: E402
+from nhost_auth import NhostIdentity  # noqa: E402
+from nhost_client import NhostClient  # noqa: E402
 from tests.hasura_server import ADMIN_SECRET, serve_hasura  # noqa: E402
 
 CORPUS = Path(os.environ.get("PDF_CORPUS", ROOT.parent / "shared" / "corpus"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import threading
 import time
@@ -12,7 +11,6 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
-import psycopg
 import pypdfium2
 import pytest
 import requests
@@ -22,26 +20,21 @@ from hasura_server import (
     ADMIN_SECRET,
     JWT_KEY,
     JWT_SECRET_SETTING,
-    PG_DSN,
     mint_token,
-    serve_hasura,
 )
 
 import errors
 import nhost_client
 from config import load_settings
-from nhost_client import (
+from nhost_auth import (
     ForbiddenUser,
     InvalidToken,
-    NhostClient,
     NhostIdentity,
     NhostNotConfigured,
     TokenExpired,
-    config_problems,
-    nhost_status,
     resolve_nhost_identity,
-    retry_policy,
 )
+from nhost_client import NhostClient, config_problems, nhost_status, retry_policy
 
 USER_A = "11111111-1111-4111-8111-111111111111"
 USER_B = "22222222-2222-4222-8222-222222222222"
@@ -50,24 +43,6 @@ HOSTILE = (
     'real newline\ttab — ünïcödé 日本語 עברית 🧪 e\u0301 "); drop table documents; --'
 )
 ADMIN = NhostIdentity()
-
-
-@pytest.fixture(scope="module")
-def postgres() -> None:
-    """Require the real local PostgreSQL the test server stores rows in."""
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=2).close()
-    except psycopg.Error:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_DSN} is required in CI")
-        pytest.skip("PostgreSQL not available")
-
-
-@pytest.fixture
-def hasura(postgres):
-    """A fresh Hasura-compatible server: (url, server)."""
-    with serve_hasura() as served:
-        yield served
 
 
 def nhost_settings(url: str | None, **overrides):
