@@ -66,3 +66,26 @@ def redis_prefix(redis_url: str):
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> None:
+    """Require the real local PostgreSQL the test server stores rows in."""
+    import psycopg  # only the Nhost tests need it
+    from hasura_server import PG_DSN
+
+    try:
+        psycopg.connect(PG_DSN, connect_timeout=2).close()
+    except psycopg.Error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {PG_DSN} is required in CI")
+        pytest.skip("PostgreSQL not available")
+
+
+@pytest.fixture
+def hasura(postgres):
+    """A fresh Hasura-compatible server: (url, server)."""
+    from hasura_server import serve_hasura
+
+    with serve_hasura() as served:
+        yield served

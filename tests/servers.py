@@ -95,6 +95,18 @@ class GunicornServer:
         """Return what gunicorn has written so far."""
         return self.log_path.read_text(errors="replace")
 
+    def submit(self, path: Path, **fields: str) -> str:
+        """POST one PDF to /extract/async with these form fields and return the job id."""
+        with path.open("rb") as handle:
+            response = requests.post(
+                f"{self.url}/extract/async",
+                data=fields,
+                files={"file": (path.name, handle, "application/pdf")},
+                timeout=30,
+            )
+        assert response.status_code == 202, response.text
+        return response.json()["job_id"]
+
     def worker_pids(self) -> set[int]:
         """Return the pids of the live workers (children of the master)."""
         out = subprocess.run(

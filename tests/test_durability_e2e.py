@@ -70,20 +70,6 @@ def make_server(tmp_path, redis_url, redis_prefix):
         server.stop()
 
 
-def submit(server, corpus: Path, name: str, **fields: str) -> str:
-    """POST one corpus file to /extract/async and return the job id."""
-    path = corpus / name
-    with path.open("rb") as handle:
-        response = requests.post(
-            f"{server.url}/extract/async",
-            data=fields,
-            files={"file": (path.name, handle, "application/pdf")},
-            timeout=30,
-        )
-    assert response.status_code == 202, response.text
-    return response.json()["job_id"]
-
-
 def get_job(server, job_id: str) -> dict:
     return requests.get(f"{server.url}/job/{job_id}", timeout=10).json()
 
@@ -145,7 +131,7 @@ class TestWorkerDeath:
 
     def test_kill_9_mid_parse_reruns_to_completion(self, make_server, corpus):
         server = make_server()
-        job_id = submit(server, corpus, BIG, include_tables="true")
+        job_id = server.submit(corpus / BIG, include_tables="true")
         wait_for_pages(server, job_id)
         worker, _ = parse_child_of(server)
         os.kill(worker, signal.SIGKILL)
@@ -164,7 +150,7 @@ class TestWorkerDeath:
 
     def test_kill_9_with_no_attempts_left_fails_worker_lost(self, make_server, corpus):
         server = make_server(MAX_ATTEMPTS="1")
-        job_id = submit(server, corpus, BIG, include_tables="true")
+        job_id = server.submit(corpus / BIG, include_tables="true")
         wait_for_pages(server, job_id)
         worker, children = parse_child_of(server)
         os.kill(worker, signal.SIGKILL)
@@ -179,7 +165,7 @@ class TestWorkerDeath:
 
     def test_sigterm_hands_the_job_back(self, make_server, corpus):
         server = make_server()
-        job_id = submit(server, corpus, BIG, include_tables="true", pages="1-150")
+        job_id = server.submit(corpus / BIG, include_tables="true", pages="1-150")
         wait_for_pages(server, job_id)
         worker, _ = parse_child_of(server)
         os.kill(worker, signal.SIGTERM)
@@ -201,7 +187,7 @@ class TestCancelAcrossWorkers:
 
     def test_cancel_kills_child_within_2s(self, make_server, corpus):
         server = make_server()
-        job_id = submit(server, corpus, BIG, include_tables="true")
+        job_id = server.submit(corpus / BIG, include_tables="true")
         wait_for_pages(server, job_id)
         _, children = parse_child_of(server)
         started = time.monotonic()

@@ -49,20 +49,6 @@ def server(redis_url, tmp_path_factory):
         yield running
 
 
-def submit(server, corpus: Path, name: str, fields: dict) -> str:
-    """POST one corpus file to /extract/async and return the job id."""
-    path = corpus / name
-    with path.open("rb") as handle:
-        response = requests.post(
-            f"{server.url}/extract/async",
-            data=fields,
-            files={"file": (path.name, handle, "application/pdf")},
-            timeout=30,
-        )
-    assert response.status_code == 202, response.text
-    return response.json()["job_id"]
-
-
 def poll_all(server, job_ids: list[str], deadline_s: float = 120) -> dict[str, dict]:
     """Poll every job (fresh connection each time) until all are terminal."""
     finished: dict[str, dict] = {}
@@ -94,7 +80,7 @@ def polling_pids(server) -> set[str]:
 def test_corpus_documents_end_to_end(server, corpus):
     """Every kind of real PDF ends in its expected state, polled across both workers."""
     job_ids = {
-        submit(server, corpus, name, fields): (name, fields, status, code)
+        server.submit(corpus / name, **fields): (name, fields, status, code)
         for name, fields, status, code in CASES
     }
     results = poll_all(server, list(job_ids))
@@ -136,7 +122,7 @@ def check_completed(corpus: Path, name: str, fields: dict, job: dict) -> None:
 
 def test_no_upload_left_behind(server, corpus):
     """Once every job has ended, the upload directory is empty."""
-    ids = [submit(server, corpus, name, fields) for name, fields, _, _ in CASES[:3]]
+    ids = [server.submit(corpus / name, **fields) for name, fields, _, _ in CASES[:3]]
     poll_all(server, ids)
     assert wait_until(lambda: not list(server.uploads.iterdir()), 10), list(
         server.uploads.iterdir()

@@ -225,7 +225,7 @@ class HealthProbe:
 def test_hostile_files_over_http_end_typed_and_health_keeps_answering(server, hostile_dir):
     pids_before = server.worker_pids()
     with HealthProbe(server.url) as probe:
-        jobs = {name: submit(server, hostile_dir / f"{name}.pdf") for name, *_ in HTTP_CASES}
+        jobs = {name: server.submit(hostile_dir / f"{name}.pdf") for name, *_ in HTTP_CASES}
         bodies = {name: poll(server, job_id) for name, job_id in jobs.items()}
     latencies = sorted(probe.latencies)
     p95 = latencies[int(len(latencies) * 0.95) - 1]
@@ -246,17 +246,6 @@ def test_hostile_files_over_http_end_typed_and_health_keeps_answering(server, ho
     assert latencies[-1] < HEALTH_UPPER_BOUND_S
     assert server.worker_pids() == pids_before
     assert list(server.uploads.iterdir()) == []
-
-
-def submit(server, path: Path) -> str:
-    with path.open("rb") as handle:
-        response = requests.post(
-            f"{server.url}/extract/async",
-            files={"file": (path.name, handle, "application/pdf")},
-            timeout=30,
-        )
-    assert response.status_code == 202, response.text
-    return response.json()["job_id"]
 
 
 def poll(server, job_id: str, deadline_s: float = 120) -> dict:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
-import psycopg
 import pytest
 import requests
-from hasura_server import ADMIN_SECRET, JWT_SECRET_SETTING, PG_DSN, mint_token, serve_hasura
+from hasura_server import ADMIN_SECRET, JWT_SECRET_SETTING, mint_token
 
 from api import create_app
 from tests.servers import GunicornServer
@@ -18,24 +16,6 @@ from tests.test_api import make_settings, poll, upload
 USER_A = str(uuid.uuid4())
 USER_B = str(uuid.uuid4())
 BACKEND_KEY = "trusted-backend-key"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> None:
-    """Require the real local PostgreSQL the test server stores rows in."""
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=2).close()
-    except psycopg.Error:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_DSN} is required in CI")
-        pytest.skip("PostgreSQL not available")
-
-
-@pytest.fixture
-def hasura(postgres):
-    """A fresh Hasura-compatible server: (url, server)."""
-    with serve_hasura() as served:
-        yield served
 
 
 def nhost_values(url: str) -> dict:
