@@ -17,7 +17,7 @@ import metrics
 from api import create_app
 from tests.servers import GunicornServer, wait_until
 from tests.test_api import make_settings, poll
-from tests.test_nhost_jobs import hasura, nhost_values, postgres, push_job  # noqa: F401
+from tests.test_nhost_jobs import nhost_values, push_job
 
 pytestmark = pytest.mark.e2e
 
@@ -243,7 +243,7 @@ def test_resident_memory_of_this_process_is_read():
     assert 5 * 2**20 < metrics.resident_memory_bytes() < 8 * 2**30
 
 
-def test_nhost_push_outcome_is_counted(hasura, tmp_path, corpus):  # noqa: F811
+def test_nhost_push_outcome_is_counted(hasura, tmp_path, corpus):
     """A job's push to (a local) Nhost counts under its outcome."""
     app = create_app(make_settings(tmp_path, **nhost_values(hasura[0])))
     client = app.test_client()
