@@ -12,8 +12,8 @@ and writes one JSON event per line on stdout:
 - ``security`` (once, after ``opened``): indicators of the structure walk (riskscan)
 - last, ``done`` or ``error`` (code, message)
 
-The child's output is untrusted: every line is size-capped and validated here, and anything
-unexpected ends the parse as ``ParserCrash``. No parser library is imported in this module.
+The child's output is untrusted: every line is size-capped and validated (``child_events``),
+and anything unexpected ends the parse as ``ParserCrash``. No parser library is imported here.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import errors
+from child_events import EventChecker, crash
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ PROJECT_DIR = Path(__file__).resolve().parent
 MAX_LINE_BYTES = 16 * 1024 * 1024
 STDERR_TAIL_BYTES = 64 * 1024
 EXIT_GRACE_S = 5.0
-MAX_INDICATORS = 100
 CLOCK_TICK_S = 0.5
 READ_BLOCK = 1024 * 1024
 # pdfium ends the process on a failed allocation (abort, or a trap instruction): with
@@ -51,13 +51,6 @@ READ_BLOCK = 1024 * 1024
 # SIGKILL that the parent did not send comes from the kernel's out-of-memory killer.
 OOM_SIGNALS = frozenset({signal.SIGABRT, signal.SIGILL, signal.SIGTRAP, signal.SIGKILL})
 MEMORY_WORDS = ("MemoryError", "out of memory", "Out of memory", "bad_alloc", "Cannot allocate")
-MAX_WARNINGS = 10_000
-ENGINES = frozenset({"pdfium", "pdfminer", "pypdf"})
-EXTRACT_TYPES = frozenset({"all", "text", "metadata", "tables"})
-METADATA_STRINGS = (
-    "title", "author", "subject", "creator", "producer",
-    "creation_date", "modification_date", "pdf_version",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -113,152 +106,6 @@ class StderrTail:
             self._pipe.close()
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _crash(reason: str) -> errors.ParserCrash:
-    log.debug("parse child output rejected: %s", reason)
-    return errors.ParserCrash()
-
-
-def validate_metadata(metadata: Any) -> dict[str, Any]:
-    """Return the checked metadata of an ``opened`` event."""
-    if not isinstance(metadata, dict):
-        raise _crash("metadata is not an object")
-    clean = {key: metadata.get(key) for key in METADATA_STRINGS}
-    if not all(value is None or isinstance(value, str) for value in clean.values()):
-        raise _crash("a metadata field is not a string")
-    for key in ("encrypted", "title_inferred"):
-        if not isinstance(metadata.get(key), bool):
-            raise _crash(f"metadata {key} is not a boolean")
-        clean[key] = metadata[key]
-    if not _is_int(metadata.get("num_pages")):
-        raise _crash("metadata num_pages is not an integer")
-    return {**clean, "num_pages": metadata["num_pages"]}
-
-
-def validate_opened(event: dict[str, Any]) -> dict[str, Any]:
-    """Return the checked ``opened`` event."""
-    total, selected = event.get("pages_total"), event.get("selected")
-    if not _is_int(total) or total < 1 or event.get("engine") not in ENGINES:
-        raise _crash("bad pages_total or engine")
-    if not isinstance(selected, list) or not all(_is_int(n) and 1 <= n <= total for n in selected):
-        raise _crash("bad selected pages")
-    if selected != sorted(set(selected)):
-        raise _crash("selected pages are not sorted and unique")
-    return {
-        "type": "opened",
-        "pages_total": total,
-        "selected": selected,
-        "metadata": validate_metadata(event.get("metadata")),
-        "engine": event["engine"],
-    }
-
-
-def validate_tables(tables: Any) -> list[dict[str, Any]]:
-    """Return the checked tables of a ``page`` event."""
-    if not isinstance(tables, list):
-        raise _crash("tables is not a list")
-    checked = []
-    for table in tables:
-        rows = table.get("rows") if isinstance(table, dict) else None
-        if not _is_int(table.get("table_index") if rows is not None else None):
-            raise _crash("bad table")
-        if not isinstance(rows, list) or not all(_is_row(row) for row in rows):
-            raise _crash("bad table rows")
-        checked.append({"table_index": table["table_index"], "rows": rows})
-    return checked
-
-
-def _is_row(row: Any) -> bool:
-    return isinstance(row, list) and all(cell is None or isinstance(cell, str) for cell in row)
-
-
-def validate_page(event: dict[str, Any]) -> dict[str, Any]:
-    """Return the checked ``page`` event (page_number is checked by the caller)."""
-    if not isinstance(event.get("text"), str) or event.get("engine") not in ENGINES:
-        raise _crash("bad page text or engine")
-    page = {
-        "type": "page",
-        "page_number": event["page_number"],
-        "text": event["text"],
-        "engine": event["engine"],
-    }
-    if "tables" in event:
-        page["tables"] = validate_tables(event["tables"])
-    return page
-
-
-def validate_security(event: dict[str, Any]) -> dict[str, Any]:
-    """Return the checked ``security`` event: structure indicators from riskscan."""
-    indicators = event.get("indicators")
-    if not isinstance(indicators, list) or len(indicators) > MAX_INDICATORS:
-        raise _crash("bad security indicators")
-    for item in indicators:
-        if not (
-            isinstance(item, dict)
-            and isinstance(item.get("key"), str)
-            and len(item["key"]) <= 64
-            and _is_int(item.get("count"))
-            and isinstance(item.get("obfuscated"), bool)
-            and item.get("source") == "structure"
-        ):
-            raise _crash("bad security indicator")
-    fields = ("key", "count", "obfuscated", "source")
-    return {"type": "security", "indicators": [{f: i[f] for f in fields} for i in indicators]}
-
-
-class EventChecker:
-    """Check each event against the protocol and the events before it."""
-
-    def __init__(self) -> None:
-        self.opened: dict[str, Any] | None = None
-        self._remaining: list[int] = []
-        self._warnings = 0
-        self._metadata_seen = False
-
-    def check(self, event: Any) -> dict[str, Any]:
-        """Return a clean copy of one event, or raise ParserCrash."""
-        kind = event.get("type") if isinstance(event, dict) else None
-        if kind == "warning":
-            self._warnings += 1
-            if self._warnings > MAX_WARNINGS:
-                raise _crash("too many warnings")
-        if kind in ("warning", "error") or (kind == "done" and self.opened is not None):
-            return self._check_message(event)
-        if kind == "metadata" and self.opened is not None and not self._metadata_seen:
-            self._metadata_seen = True
-            return {"type": "metadata", "metadata": validate_metadata(event.get("metadata"))}
-        if kind == "opened" and self.opened is None:
-            self.opened = validate_opened(event)
-            self._remaining = list(self.opened["selected"])
-            return self.opened
-        if kind == "security" and self.opened is not None:
-            return validate_security(event)
-        if kind in ("page", "page_failed") and self.opened is not None:
-            self._check_page_number(event.get("page_number"))
-            if kind == "page":
-                return validate_page(event)
-            if event.get("code") not in errors.EXTRACTION_ERRORS:
-                raise _crash("bad page_failed code")
-            return {"type": kind, "page_number": event["page_number"], "code": event["code"]}
-        raise _crash(f"unexpected event type {kind!r}")
-
-    def _check_message(self, event: dict[str, Any]) -> dict[str, Any]:
-        fields = {"warning": ("message",), "error": ("code", "message"), "done": ()}
-        names = fields[event["type"]]
-        if not all(isinstance(event.get(name), str) for name in names):
-            raise _crash(f"bad {event['type']} event")
-        return {"type": event["type"], **{name: event[name] for name in names}}
-
-    def _check_page_number(self, number: Any) -> None:
-        # Pages must come in the announced order, each at most once.
-        if not self._remaining or number != self._remaining[0]:
-            raise _crash(f"page {number!r} was not expected next")
-        self._remaining.pop(0)
-
-
 @dataclass(frozen=True)
 class ChildLimits:
     """Resource limits and clocks of one parse child (see README: Parser isolation)."""
@@ -307,8 +154,8 @@ class ChildLimits:
 
 
 def spawn_child(limits: ChildLimits, python: str = sys.executable) -> subprocess.Popen[bytes]:
-    """Start a parse child in its own session; it sets its limits, imports the parsers and
-    waits for its request on stdin."""
+    """Start a parse child in its own session, waiting for its request on stdin."""
+    # The child sets its limits and imports the parsers before it reads the request.
     return subprocess.Popen(
         [python, "-m", "parse_child", "--warm", *limits.argv()],
         stdin=subprocess.PIPE,
@@ -333,9 +180,9 @@ class SpareChildren:
         # with the spare's import. The first parse starts cold; ``refill`` follows each.
 
     def take(self) -> subprocess.Popen[bytes]:
-        """Return a live spare, or a fresh child when none is ready. The replacement is
-        started by ``refill()`` once the job's parse ends: its import would otherwise take
-        CPU from that very parse."""
+        """Return a live spare, or a fresh child when none is ready."""
+        # The replacement is started by refill() once the job's parse ends: its import would
+        # otherwise take CPU from that very parse.
         with self._lock:
             alive = [proc for proc in self._spares if proc.poll() is None]
             for proc in self._spares:
@@ -426,6 +273,7 @@ class ExtractionProcess:
 
     @property
     def pid(self) -> int | None:
+        """Return the child's pid, or None before it starts."""
         return None if self._proc is None else self._proc.pid
 
     def start(self) -> None:
@@ -488,10 +336,10 @@ class ExtractionProcess:
                     yield line
                     continue
                 if len(buffer) >= MAX_LINE_BYTES:
-                    raise _crash("overlong line")
+                    raise crash("overlong line")
                 if not self._read_some(fd, selector, buffer):
                     if buffer:
-                        raise _crash("unterminated line")
+                        raise crash("unterminated line")
                     return
 
     def _read_some(self, fd: int, selector: selectors.BaseSelector, buffer: bytearray) -> bool:
@@ -522,14 +370,14 @@ class ExtractionProcess:
             return errors.ExtractTimeout("The parser used more CPU time than allowed.")
         if (code is not None and code < 0 and -code in OOM_SIGNALS) or _mentions_memory(tail):
             return errors.MemoryLimit()
-        return _crash(f"the child exited with {code} without done or error")
+        return crash(f"the child exited with {code} without done or error")
 
     @staticmethod
     def _decode(line: bytes) -> Any:
         try:
             return json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise _crash("malformed line") from None
+            raise crash("malformed line") from None
 
     def stderr_tail(self) -> str:
         """Return the last 64 KB the child wrote on stderr (waits up to 1 s for its end)."""
@@ -544,8 +392,8 @@ class ExtractionProcess:
             self._spares.refill()
 
     def kill(self, by_clock: bool = False) -> None:
-        """Kill the child's whole process group and reap it (idempotent). A kill from
-        outside the parse (a cancel) makes ``events()`` raise ``Cancelled``."""
+        """Kill the child's whole process group and reap it (idempotent)."""
+        # A kill from outside the parse (a cancel) makes events() raise Cancelled.
         proc = self._proc
         if proc is None:
             return
