@@ -90,6 +90,7 @@ class ContextFilter(logging.Filter):
     """Stamp request_id and job_id on every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Add the request and job ids to the record; never drop it."""
         # An explicit `extra` id (e.g. a job polled by a request) wins over the context's.
         record.request_id = getattr(record, "request_id", None) or _request_id.get()
         record.job_id = getattr(record, "job_id", None) or _job_id.get()

@@ -22,7 +22,10 @@ EXTRACT_TYPES = ("all", "text", "metadata", "tables")
 
 
 class Warner(Protocol):
-    def warn(self, message: str) -> None: ...
+    """Anything that can emit a ``warning`` event."""
+
+    def warn(self, message: str) -> None:
+        """Emit one warning."""
 
 
 class ChildError(Exception):
@@ -66,6 +69,7 @@ class Request:
 
     @property
     def wants_tables(self) -> bool:
+        """Return True when the request asks for tables."""
         return self.include_tables or self.extract_type == "tables"
 
 
@@ -79,6 +83,7 @@ class PdfiumEngine:
 
     @property
     def page_count(self) -> int:
+        """Return the number of pages."""
         return len(self.doc)
 
     def page_text(self, index: int) -> str:
@@ -105,6 +110,7 @@ class PdfiumEngine:
         )
 
     def close(self) -> None:
+        """Release the open document."""
         self.doc.close()
 
 
@@ -132,6 +138,7 @@ class PdfminerEngine:
 
     @property
     def page_count(self) -> int:
+        """Return the number of pages."""
         return len(self._pages)
 
     def page_text(self, index: int) -> str:
@@ -143,6 +150,7 @@ class PdfminerEngine:
         return "".join(item.get_text() for item in layout if isinstance(item, LTTextContainer))
 
     def close(self) -> None:
+        """Release the open document."""
         self._file.close()
 
 
@@ -154,6 +162,7 @@ class PypdfEngine:
 
     @property
     def page_count(self) -> int:
+        """Return the number of pages."""
         return len(self.reader.pages)
 
     def page_text(self, index: int) -> str:
@@ -161,6 +170,7 @@ class PypdfEngine:
         return self.reader.pages[index].extract_text()
 
     def close(self) -> None:
+        """Release the open document."""
         self.reader.close()
 
 
@@ -376,6 +386,7 @@ class PageTexts:
         return None if self._fallback is None else self._read_with(self._fallback, index)
 
     def close(self) -> None:
+        """Release the open document."""
         if self._fallback is not None:
             self._fallback.close()
 
@@ -421,6 +432,7 @@ class TableReader:
         return self._pdf
 
     def close(self) -> None:
+        """Release the open document."""
         if self._pdf is not None:
             self._pdf.close()
 
