@@ -1,20 +1,14 @@
 """Job records for asynchronous extractions, kept in Redis or (single worker) in memory.
 
-The model, rq-style:
+The model, rq-style (the record's rules are in ``jobrecord``):
 
 * A job is a small JSON record keyed by ``job_id``: ``status``, ``stage``, ``progress``,
   ``message``, ``pages_done``/``pages_total``, and on failure ``error``/``error_code``.
   A completed job also has ``data`` (the extraction result, possibly several MB).
-* ``status`` moves only along ``ALLOWED_TRANSITIONS``: queued -> processing -> completed,
-  with failed reachable from any non-terminal status. Completed and failed are terminal:
-  any later write raises ``InvalidTransition``. The check is atomic against concurrent
-  writers (Redis WATCH/MULTI; a lock in memory), so when two writers race to finish a
-  job exactly one wins.
-* Every record lives for the TTL of its current status (``JobTtls``); each write restarts it.
-  ``expires_at`` says when the record will vanish unless written again.
+* Every write checks the status transition atomically against concurrent writers (Redis
+  WATCH/MULTI; a lock in memory), so when two writers race to finish a job exactly one wins.
 * In Redis the record sits at ``<prefix>:job:<id>`` and ``data`` at ``<prefix>:job:<id>:result``
   with the same TTL, so per-page progress writes never rewrite the large result.
-* Timestamps are ISO-8601 UTC strings ending in ``Z``.
 * A Redis failure is always ``errors.JobStoreUnavailable``: never a false "not found".
 """
 
@@ -28,9 +22,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,89 +30,61 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 import errors
+from jobrecord import (
+    ALLOWED_TRANSITIONS,
+    ANNOTATIONS,
+    TERMINAL,
+    InvalidTransition,
+    JobStatus,
+    JobTtls,
+    LeaseLost,
+    Stage,
+    apply_update,
+    check_fence,
+    check_transition,
+    new_record,
+    utc_iso,
+)
 from leases import Leases, MemoryLeases, RedisLeases
 
 log = logging.getLogger(__name__)
 
+# The record model is importable from here too: store users need one import.
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "ANNOTATIONS",
+    "DEFAULT_PREFIX",
+    "DEFAULT_TTLS",
+    "TERMINAL",
+    "InvalidTransition",
+    "JobExists",
+    "JobStatus",
+    "JobStore",
+    "JobTtls",
+    "LeaseLost",
+    "MemoryJobStore",
+    "RedisJobStore",
+    "Stage",
+    "apply_update",
+    "check_fence",
+    "check_transition",
+    "connect_redis",
+    "is_valid_job_id",
+    "job_key",
+    "new_record",
+    "open_job_store",
+    "redact_url",
+    "utc_iso",
+]
+
 DEFAULT_PREFIX = "pdfx"
+DEFAULT_TTLS = JobTtls()
 MAX_WATCH_RETRIES = 100
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
-
-ALLOWED_TRANSITIONS: dict[JobStatus, set[JobStatus]] = {
-    JobStatus.QUEUED: {JobStatus.PROCESSING, JobStatus.FAILED},
-    JobStatus.PROCESSING: {JobStatus.PROCESSING, JobStatus.COMPLETED, JobStatus.FAILED},
-    JobStatus.COMPLETED: set(),
-    JobStatus.FAILED: set(),
-}
-
-
-class Stage(StrEnum):
-    FILE_RECEIVED = "file_received"
-    READING = "reading"
-    READING_COMPLETE = "reading_complete"
-    CHUNKING = "chunking"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class InvalidTransition(Exception):
-    """A write would move a job's status along a path the model forbids."""
-
-
-class LeaseLost(InvalidTransition):
-    """A fenced write came from a worker whose lease on the job was taken over."""
-
-
 class JobExists(ValueError):
     """A job with this id is already stored."""
-
-
-# Fields that may still be written on a terminal job (they never change its outcome).
-ANNOTATIONS = frozenset({"webhook"})
-
-
-@dataclass(frozen=True)
-class JobTtls:
-    """Seconds a job record lives after its last write, by status.
-
-    active: a queued or processing job (long, so a slow extraction never loses its record).
-    completed: a completed job and its result (short: results can be large).
-    failed: a failed job (long enough for a client to come back and read why).
-    """
-
-    active: int = 86400
-    completed: int = 3600
-    failed: int = 86400
-    tombstone: int = 7 * 86400
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> JobTtls:
-        """Build the TTLs from ``config.Settings``."""
-        return cls(
-            active=settings.redis_job_ttl,
-            completed=settings.redis_completed_ttl,
-            failed=settings.redis_failed_ttl,
-            tombstone=getattr(settings, "job_tombstone_ttl", cls.tombstone),
-        )
-
-    def ttl_for(self, status: JobStatus | str) -> int:
-        """Return the TTL in seconds for a record in ``status``."""
-        status = JobStatus(status)
-        if status is JobStatus.COMPLETED:
-            return self.completed
-        if status is JobStatus.FAILED:
-            return self.failed
-        return self.active
 
 
 def job_key(prefix: str, job_id: str, part: str = "") -> str:
@@ -133,70 +96,6 @@ def job_key(prefix: str, job_id: str, part: str = "") -> str:
 def is_valid_job_id(job_id: Any) -> bool:
     """Tell whether ``job_id`` can name a job (no ':' so it cannot reach another key)."""
     return isinstance(job_id, str) and bool(_JOB_ID.match(job_id))
-
-
-def utc_iso(timestamp: float) -> str:
-    """Format a POSIX timestamp as ISO-8601 UTC with milliseconds and a ``Z``."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def check_transition(current: JobStatus | str, new: JobStatus | str) -> None:
-    """Raise InvalidTransition unless a job in ``current`` may be written with ``new``."""
-    current, new = JobStatus(current), JobStatus(new)
-    if current in TERMINAL:
-        raise InvalidTransition(f"the job is already {current.value}; it cannot change")
-    if new is not current and new not in ALLOWED_TRANSITIONS[current]:
-        raise InvalidTransition(f"a {current.value} job cannot become {new.value}")
-
-
-def _plain(fields: dict[str, Any]) -> dict[str, Any]:
-    """Validate status/stage and store them as plain strings so records stay JSON."""
-    plain = dict(fields)
-    if "status" in plain:
-        plain["status"] = JobStatus(plain["status"]).value
-    if "stage" in plain:
-        plain["stage"] = Stage(plain["stage"]).value
-    return plain
-
-
-def _stamp(record: dict[str, Any], now: float, ttls: JobTtls) -> dict[str, Any]:
-    """Set updated_at and expires_at for a write happening at ``now``."""
-    record["updated_at"] = utc_iso(now)
-    record["expires_at"] = utc_iso(now + ttls.ttl_for(record["status"]))
-    return record
-
-
-def new_record(job: dict[str, Any], now: float, ttls: JobTtls) -> dict[str, Any]:
-    """Build the first stored record of a job."""
-    record = {"status": JobStatus.QUEUED.value, "stage": Stage.FILE_RECEIVED.value, "progress": 0}
-    record.update(_plain(job))
-    record["created_at"] = utc_iso(now)
-    return _stamp(record, now, ttls)
-
-
-def check_fence(record: dict[str, Any], fence: str | None) -> None:
-    """Raise LeaseLost unless ``fence`` (when given) is the record's current lease token."""
-    if fence is not None and record.get("lease_token") != fence:
-        raise LeaseLost("another worker has taken this job over")
-
-
-def apply_update(
-    record: dict[str, Any],
-    fields: dict[str, Any],
-    now: float,
-    ttls: JobTtls,
-    fence: str | None = None,
-) -> dict[str, Any]:
-    """Return ``record`` with ``fields`` merged in, after checking fence and transition."""
-    fields = _plain(fields)
-    annotation = record["status"] in TERMINAL and set(fields) <= ANNOTATIONS
-    if not annotation:
-        check_fence(record, fence)
-        check_transition(record["status"], fields.get("status", record["status"]))
-    merged = {**record, **fields}
-    merged["job_id"], merged["created_at"] = record["job_id"], record["created_at"]
-    return _stamp(merged, now, ttls)
 
 
 def _split_data(record: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -308,7 +207,9 @@ class MemoryJobStore(JobStore):
 
     kind = "memory"
 
-    def __init__(self, ttls: JobTtls = JobTtls(), clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, ttls: JobTtls = DEFAULT_TTLS, clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__(ttls, clock)
         self.leases = MemoryLeases()
         self._lock = threading.Lock()
@@ -396,7 +297,7 @@ class RedisJobStore(JobStore):
     kind = "redis"
 
     def __init__(
-        self, client: redis.Redis, ttls: JobTtls = JobTtls(), prefix: str = DEFAULT_PREFIX
+        self, client: redis.Redis, ttls: JobTtls = DEFAULT_TTLS, prefix: str = DEFAULT_PREFIX
     ) -> None:
         super().__init__(ttls, time.time)
         self.client = client
