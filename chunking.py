@@ -70,16 +70,82 @@ def chunk_pages(
     user input before calling this. Returns the chunks and warnings (for example when the
     document hit MAX_CHUNKS).
     """
-    size = min(max(int(chunk_size), MIN_CHUNK_CHARS), MAX_CHUNK_CHARS)
-    overlap = min(max(int(chunk_overlap), 0), size // 2)
-    document = _build_document(pages)
-    if not document.text:
-        return [], []
-    units = _split_units(document.text, size)
-    spans, truncated = _pack(units, size, overlap)
-    chunks = [_chunk(index, document, start, end) for index, (start, end) in enumerate(spans)]
-    warnings = [_cap_warning()] if truncated else []
-    return chunks, warnings
+    chunker = Chunker(chunk_size, chunk_overlap)
+    for number, text in pages:
+        chunker.add_page(number, text)
+    return chunker.finish()
+
+
+class Chunker:
+    """``chunk_pages`` fed one page at a time, as pages arrive (in ``chunk_pages``' order).
+
+    Each page is normalised and its finished paragraphs cut into units when it is added, so
+    after the last page only its own paragraphs, the packing and the chunk dicts remain.
+    A page's text is final once the next non-empty page is known (the join between them may
+    drop its trailing hyphen), so the latest page waits in ``_held`` until then.
+    """
+
+    def __init__(self, chunk_size: int = 1500, chunk_overlap: int = 400) -> None:
+        self.size = min(max(int(chunk_size), MIN_CHUNK_CHARS), MAX_CHUNK_CHARS)
+        self.overlap = min(max(int(chunk_overlap), 0), self.size // 2)
+        self._document = _Document("", [], [], [])
+        self._parts: list[str] = []
+        self._length = 0  # characters in _parts
+        self._held: tuple[int, str] | None = None  # the latest page, its join not yet known
+        self._tail: list[str] = []  # document text not yet cut into units
+        self._tail_start = 0  # where the tail starts in the document
+        self._units: list[_Unit] = []
+
+    def add_page(self, number: int, text: str) -> None:
+        """Take the next page (in the order ``chunk_pages`` would be given them)."""
+        text = normalize_page_text(text)
+        if not text:
+            return
+        if self._held is not None:
+            held_number, held_text = self._held
+            before = self._length
+            piece = self._append(held_number, *_page_join(held_text, text))
+            # A paragraph followed by a line break can no longer grow: cut up to that break.
+            if (newline := piece.rfind("\n")) >= 0:
+                self._cut(before + newline + 1)
+        self._held = (number, text)
+
+    def finish(self) -> tuple[list[dict], list[str]]:
+        """Return the chunks and warnings of every page added, as ``chunk_pages`` does."""
+        if self._held is not None:
+            self._append(*self._held, "")
+            self._held = None
+        self._cut(self._length)
+        document = self._document._replace(text="".join(self._parts))
+        if not document.text:
+            return [], []
+        spans, truncated = _pack(self._units, self.size, self.overlap)
+        chunks = [_chunk(index, document, start, end) for index, (start, end) in enumerate(spans)]
+        return chunks, [_cap_warning()] if truncated else []
+
+    def _append(self, number: int, text: str, separator: str) -> str:
+        """Add one page's final text and its separator to the document; return both."""
+        self._document.page_starts.append(self._length)
+        self._document.page_ends.append(self._length + len(text))
+        self._document.page_numbers.append(number)
+        piece = text + separator
+        self._parts.append(piece)
+        self._tail.append(piece)
+        self._length += len(piece)
+        return piece
+
+    def _cut(self, end: int) -> None:
+        """Cut the document up to ``end`` (a paragraph's end) into units."""
+        if end <= self._tail_start:
+            return
+        base = self._tail_start
+        tail = "".join(self._tail)
+        self._units.extend(
+            _Unit(start + base, stop + base, starts)
+            for start, stop, starts in _split_units(tail[: end - base], self.size)
+        )
+        self._tail = [tail[end - base :]]
+        self._tail_start = end
 
 
 def normalize_page_text(text: str) -> str:
@@ -101,25 +167,6 @@ def _join_hyphenated(match: re.Match[str]) -> str:
 def split_sentences(paragraph: str) -> list[str]:
     """Split one normalised paragraph (single spaces, no line breaks) into sentences."""
     return [paragraph[start:end] for start, end in _sentence_spans(paragraph, 0, len(paragraph))]
-
-
-def _build_document(pages: list[tuple[int, str]]) -> _Document:
-    """Join the normalised non-empty pages into one string, recording each page's span."""
-    texts = [(number, normalize_page_text(raw)) for number, raw in pages]
-    texts = [(number, text) for number, text in texts if text]
-    parts: list[str] = []
-    document = _Document("", [], [], [])
-    length = 0
-    for index, (number, text) in enumerate(texts):
-        separator = ""
-        if index + 1 < len(texts):
-            text, separator = _page_join(text, texts[index + 1][1])
-        document.page_starts.append(length)
-        document.page_ends.append(length + len(text))
-        document.page_numbers.append(number)
-        parts += (text, separator)
-        length += len(text) + len(separator)
-    return document._replace(text="".join(parts))
 
 
 def _page_join(previous: str, following: str) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import logs
 import metrics
-from chunking import chunk_pages
+from chunking import Chunker, chunk_pages
 from config import Settings
 from errors import (
     ExtractionError,
@@ -154,6 +154,11 @@ class Pipeline:
         self.screening: dict = {}
         self.process: ExtractionProcess | None = None
         self._killed = False
+        # Chunking and the dangerous-content scan run per page as pages arrive, so little
+        # of either is left after the last page (see BENCHMARKS.md).
+        self._chunker = Chunker(options.chunk_size, options.chunk_overlap)
+        self._streamed: list[int] = []  # pages given to the chunker and scan, in order
+        self._findings: list[dict] = []
 
     def screen(self, screener: Screener, screening: dict) -> None:
         """Attach the upload's screening: data.security and the policies then apply."""
@@ -219,6 +224,8 @@ class Pipeline:
             try:
                 for event in child.events():
                     self.collected.add(event)
+                    if event["type"] == "page" and self.options.wants_text:
+                        self._stream_page(event["page_number"])
                     self._report_progress(event)
                     if event["type"] == "security" and self.screener:
                         self.screener.enforce_features(self._security())
@@ -226,6 +233,13 @@ class Pipeline:
                 if self._killed:  # cancelled, taken over or handed back: no partial result
                     raise
                 self.collected.stop_early(error, self.options.wants_text)
+
+    def _stream_page(self, number: int) -> None:
+        text = self.collected.pages[number]
+        self._chunker.add_page(number, text)
+        self._streamed.append(number)
+        if self.screener:
+            self._findings.extend(self.screener.scan_page(number, text))
 
     def _request(self, upload: Path) -> ExtractRequest:
         return ExtractRequest(
@@ -262,9 +276,13 @@ class Pipeline:
         self._check_text_found()
         if self.screener:  # again: the child may have ended without its security event
             self.screener.enforce_features(self._security())
+        pages = sorted(self.collected.pages.items())
+        streamed = self._streamed == [number for number, _ in pages]
         if self.screener and self.options.wants_text:
-            pages = sorted(self.collected.pages.items())
-            self.collected.warnings.extend(self.screener.check_text(pages))
+            findings = sorted(self._findings, key=lambda finding: finding["page"])
+            if not streamed:  # never expected: pages come in order, each once
+                findings = self.screener.scan_pages(pages)
+            self.collected.warnings.extend(self.screener.judge_text(findings))
         chunks: list[dict] = []
         if self.options.wants_text:
             self._update(
@@ -272,11 +290,12 @@ class Pipeline:
                 progress=CHUNKING_AT,
                 message="Cutting the text into chunks.",
             )
-            chunks, warnings = chunk_pages(
-                sorted(self.collected.pages.items()),
-                self.options.chunk_size,
-                self.options.chunk_overlap,
-            )
+            if streamed:
+                chunks, warnings = self._chunker.finish()
+            else:
+                chunks, warnings = chunk_pages(
+                    pages, self.options.chunk_size, self.options.chunk_overlap
+                )
             self.collected.warnings.extend(warnings)
         return self._result(chunks)
 

@@ -82,9 +82,21 @@ class Screener:
 
     def check_text(self, pages: list[tuple[int, str]]) -> list[str]:
         """Return dangerous-content warnings, or raise DangerousContent in reject mode."""
+        return self.judge_text(self.scan_pages(pages))
+
+    def scan_pages(self, pages: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        """Return the dangerous-content findings of these pages (none when the check is off)."""
+        return [] if self.dangerous_content == "off" else scan_text(pages)
+
+    def scan_page(self, number: int, text: str) -> list[dict[str, Any]]:
+        """Return one page's findings, so the scan can run as pages arrive."""
+        return self.scan_pages([(number, text)])
+
+    def judge_text(self, findings: list[dict[str, Any]]) -> list[str]:
+        """Apply DANGEROUS_CONTENT to the findings (in page order): warnings, or raise."""
         if self.dangerous_content == "off":
             return []
-        warnings, reject = apply_policy(self.dangerous_content, scan_text(pages))
+        warnings, reject = apply_policy(self.dangerous_content, findings)
         if reject:
             raise DangerousContent(" ".join(warnings))
         return warnings
