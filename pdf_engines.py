@@ -250,9 +250,9 @@ def pypdf_metadata(reader: Any) -> dict[str, Any]:
 
 def open_pypdf(request: Request) -> Any:
     """Return a pypdf reader of the file, decrypted when it is encrypted."""
-    from pypdf import PdfReader
+    from pypdf_lazy import LazyObjStmReader
 
-    reader = PdfReader(request.path)
+    reader = LazyObjStmReader(request.path)
     if reader.is_encrypted:
         reader.decrypt(request.password or "")
     return reader
