@@ -110,6 +110,9 @@ def main() -> None:
             "UPLOAD_DIR": tmp,
             "LOG_LEVEL": "WARNING",
             "RATELIMIT_ENABLED": "false",
+            # gunicorn's own logger at info: the servers helper waits for each worker's
+            # "ready" line; the app's logging stays at WARNING.
+            "GUNICORN_CMD_ARGS": "--log-level info",
         }
         try:
             with GunicornServer(env, Path(tmp) / "gunicorn.log", workers=2) as server:
