@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENTRY, MANAGER, PIPELINE, DOMAIN, FOUNDATION = 4, 3, 2, 1, 0
 DOMAIN_MODULES = """
     antivirus child_events chunking content_safety extraction idempotency jobrecord jobstore
-    leases logs metrics nhost_auth nhost_client openapi page_split pdf_engines pdf_text
+    leases logs metrics nhost_auth nhost_client openapi page_split pdf_engines pdf_text pypdf_lazy
     readiness recovery riskscan sanitize screening validation webhooks
 """
 TIERS = {
