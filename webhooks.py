@@ -5,7 +5,9 @@ HMAC-SHA256 with ``WEBHOOK_SECRET`` over ``"<X-Webhook-Timestamp>.<raw body>"``.
 ``X-Webhook-Id`` is the event id: the same on every retry, so the receiver can de-duplicate.
 
 SSRF guard: the host is resolved and every address must be public unless
-``WEBHOOK_ALLOW_PRIVATE=true``; redirects are not followed.
+``WEBHOOK_ALLOW_PRIVATE=true``; redirects are not followed; and the address a connection
+actually reaches is checked again before anything is sent, so a DNS answer that changes
+between the check and the connect (rebinding) cannot reach a private host.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from config import Settings
@@ -64,6 +68,44 @@ def check_url(url: str, allow_private: bool) -> str:
     return url
 
 
+def _check_peer(sock: socket.socket | None) -> None:
+    if sock is None or _blocked(sock.getpeername()[0]):
+        sock and sock.close()
+        raise WebhookRefused("The webhook_url reached a private or reserved address.")
+
+
+class _PublicHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _check_peer(self.sock)
+
+
+class _PublicHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _check_peer(self.sock)
+
+
+class _PublicHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PublicHTTPConnection
+
+
+class _PublicHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PublicHTTPSConnection
+
+
+class PublicOnlyAdapter(HTTPAdapter):
+    """An adapter whose connections refuse to talk to a private or reserved peer."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """Build the pool manager with connections that check their peer address."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _PublicHTTPPool,
+            "https": _PublicHTTPSPool,
+        }
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """Return the signature header value for ``body`` sent at ``timestamp``."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
@@ -85,7 +127,8 @@ def make_session(settings: Settings) -> requests.Session:
         redirect=0,
     )
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
+    adapter_class = HTTPAdapter if settings.webhook_allow_private else PublicOnlyAdapter
+    adapter = adapter_class(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -123,6 +166,8 @@ def deliver(
             url, data=body, headers=headers, timeout=settings.webhook_timeout_s,
             allow_redirects=False,
         )  # fmt: skip
+    except WebhookRefused as refused:
+        return {**outcome, "error": refused.message}
     except requests.RequestException as exc:
         log.warning("webhook for job %s failed: %s", record["job_id"], type(exc).__name__)
         return {**outcome, "error": f"delivery failed: {type(exc).__name__}"}

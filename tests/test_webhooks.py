@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -175,6 +176,26 @@ class TestSsrfGuard:
         hook = receiver(200)
         settings = hook_settings(webhook_allow_private=False)
         outcome = webhooks.deliver(hook.url, RECORD, settings, webhooks.make_session(settings))
+        assert not outcome["delivered"] and "private" in outcome["error"]
+        assert hook.requests == []
+
+    def test_dns_rebinding_is_caught_at_connect(self, receiver, monkeypatch):
+        """A name that resolves public at the check and private at the connect sends nothing."""
+        hook = receiver(200)
+        port = int(hook.url.rsplit(":", 1)[1].split("/")[0])
+        real_getaddrinfo = socket.getaddrinfo
+        answers = iter(["93.184.215.14"])  # the first answer is public; later ones are not
+
+        def rebinding_dns(host, *args, **kwargs):
+            if host != "rebind.example":
+                return real_getaddrinfo(host, *args, **kwargs)
+            address = next(answers, "127.0.0.1")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+        settings = hook_settings(webhook_allow_private=False)
+        url = f"http://rebind.example:{port}/hook"
+        outcome = webhooks.deliver(url, RECORD, settings, webhooks.make_session(settings))
         assert not outcome["delivered"] and "private" in outcome["error"]
         assert hook.requests == []
 
