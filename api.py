@@ -393,9 +393,10 @@ def submit_upload(forced_type: str | None = None) -> dict:
     if upload is None or not upload.filename:
         raise MissingFile()
     options = parse_options(request.form, upload.filename, svc.settings, forced_type)
-    if options.send_to_nhost or options.user_id or bearer_token():
+    token = bearer_token()
+    if options.send_to_nhost or options.user_id or token:
         identity = resolve_nhost_identity(
-            svc.settings, request.headers.get(API_KEY_HEADER), bearer_token(), options.user_id
+            svc.settings, request.headers.get(API_KEY_HEADER), token, options.user_id
         )
         options = dataclasses.replace(options, nhost_identity=identity)
     url = webhook_url(svc.settings)
