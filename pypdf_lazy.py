@@ -1,4 +1,5 @@
-"""A pypdf reader that parses only the objects asked for out of an object stream.
+"""A pypdf reader that opens faster and parses only the objects asked for out of an
+object stream.
 
 pypdf 7 parses every object of an object stream the first time any one of them is read.
 Real 10-Q filings keep the catalog in a stream next to a 109,548-element /Dests array, so
@@ -7,25 +8,55 @@ metadata nor the security structure walk ever looks at /Dests. ``LazyObjStmReade
 the stream's index once and parses just the requested object. Anything irregular in a stream
 (a bad header, an offset out of order, an object that does not parse) goes back to pypdf's
 own method, so hostile files meet exactly pypdf's checks, warnings and errors.
+
+Opening a file, pypdf (non-strict) reads the header ``N G obj`` of every object the xref
+names, byte by byte: 24,000 headers and 80 ms on 2022_Q3_INTC.pdf. ``read_object_header``
+matches a well-formed header with one regex and leaves the stream where pypdf would; any
+other bytes (a comment, other whitespace, an overlong number, end of file) go to pypdf's
+method, in the same way.
 """
 
 from __future__ import annotations
 
+import re
 from io import BytesIO
 from typing import Any
 
 from pypdf import PdfReader
-from pypdf._utils import read_non_whitespace
+from pypdf._utils import WHITESPACES_AS_BYTES, StreamType, read_non_whitespace
 from pypdf.errors import PdfStreamError
 from pypdf.generic import IndirectObject, NumberObject, PdfObject, read_object
 
+# pypdf's header reading, when it meets no oddity: each number is at most
+# _MAXIMUM_PART_LENGTH non-whitespace bytes (one more is "exceeds maximum length") and ends
+# at the one whitespace byte it consumes; "obj" is read as 3 bytes, then every byte of
+# WHITESPACES (not bytes.isspace(): no \x0b) is skipped, to stop on the first other byte.
+_PART = IndirectObject._MAXIMUM_PART_LENGTH
+_HEADER = re.compile(
+    rb"(\d{1,%d}) (\d{1,%d}) obj[%s]*" % (_PART, _PART, re.escape(WHITESPACES_AS_BYTES))
+)
+# Enough for both numbers at their limit, " obj" and some whitespace; a match reaching the
+# window's end (more whitespace, or the end of the file) goes to pypdf's method.
+_WINDOW = 2 * _PART + 6 + 64
+
 
 class LazyObjStmReader(PdfReader):
-    """``PdfReader`` with lazy object-stream parsing (same objects, same cache)."""
+    """``PdfReader`` reading object headers fast and object streams lazily (same objects)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._objstm_index: dict[int, tuple[BytesIO, int, dict[int, int]] | None] = {}
         super().__init__(*args, **kwargs)
+
+    def read_object_header(self, stream: StreamType) -> tuple[int, int]:
+        """Read ``N G obj`` as pypdf does, with one regex match when it is well formed."""
+        start = stream.tell()
+        window = stream.read(_WINDOW)
+        match = _HEADER.match(window)
+        if match is None or match.end() == len(window):
+            stream.seek(start)
+            return super().read_object_header(stream)
+        stream.seek(start + match.end())
+        return int(match[1]), int(match[2])
 
     def _get_object_from_stream(self, indirect_reference: IndirectObject) -> PdfObject:
         obj_id = indirect_reference.idnum
