@@ -43,7 +43,7 @@ from errors import (
     extraction_error,
 )
 from jobmanager import JobManager
-from jobstore import JobStatus, JobStore, open_job_store
+from jobstore import EncodedJob, JobStatus, JobStore, open_job_store
 from nhost_auth import resolve_nhost_identity, verify_nhost_token
 from nhost_client import config_problems, nhost_status
 from validation import parse_options
@@ -435,18 +435,51 @@ def extract_async() -> Any:
 @bp.get("/job/<job_id>")
 def job_status(job_id: str) -> Any:
     """Return a job's state, with its data once completed."""
-    return jsonify(public_job(owned_job(job_id)))
+    job = owned_encoded_job(job_id)
+    return json_with_data(public_job(job.record), job.data_json)
 
 
 def owned_job(job_id: str) -> dict:
     """Return the caller's job; another caller's job is 404, as if it did not exist."""
-    store = services().store
-    record = store.get(job_id)
-    if record is None and store.was_expired(job_id, g.owner):
+    return check_owner(job_id, services().store.get(job_id))
+
+
+def owned_encoded_job(job_id: str) -> EncodedJob:
+    """Return the caller's job with its result still as stored JSON; the checks of owned_job."""
+    job = services().store.get_encoded(job_id)
+    check_owner(job_id, None if job is None else job.record)
+    return job
+
+
+def check_owner(job_id: str, record: dict | None) -> dict:
+    """Return the record if the caller owns it; 410 if it expired, else 404."""
+    if record is None and services().store.was_expired(job_id, g.owner):
         raise JobExpired()
     if record is None or record.get("owner") != g.owner:
         raise JobNotFound()
     return record
+
+
+def json_with_data(body: dict, data_json: bytes | None) -> Response:
+    """Answer ``body`` as JSON, its ``data`` member taken verbatim from the stored JSON bytes.
+
+    Decoding a stored result only to encode it again took ~10 ms per 1.7 MB, per request.
+    """
+    if data_json is None or "data" not in body:
+        return jsonify(body)
+    names = list(body)
+    at = names.index("data")
+    head = members_json({name: body[name] for name in names[:at]})
+    tail = members_json({name: body[name] for name in names[at + 1 :]})
+    pieces = (b"{", head, b"," if head else b"", b'"data":', data_json)
+    pieces += (b"," if tail else b"", tail, b"}\n")
+    # One join: the result is copied once, in the key order jsonify would give.
+    return current_app.response_class(b"".join(pieces), mimetype=current_app.json.mimetype)
+
+
+def members_json(members: dict) -> bytes:
+    """Return the members of a JSON object without its braces (b"" when there are none)."""
+    return current_app.json.dumps(members, separators=(",", ":"))[1:-1].encode()
 
 
 @bp.delete("/job/<job_id>")
@@ -477,19 +510,13 @@ def run_sync(forced_type: str | None) -> Any:
     job_id = job["job_id"]
     if not svc.jobs.wait(job_id, svc.settings.sync_timeout_s):
         raise SyncTimeout(job_id=job_id, status_url=f"/job/{job_id}")
-    record = owned_job(job_id)
+    record, data_json = owned_encoded_job(job_id)
     if record["status"] == JobStatus.FAILED.value:
         error = extraction_error(record["error_code"], record.get("error"))
         error.details = {"job_id": job_id}
         raise error
-    return jsonify(
-        {
-            "success": True,
-            "job_id": job_id,
-            "filename": record.get("filename"),
-            "data": record.get("data"),
-        }
-    )
+    body = {"success": True, "job_id": job_id, "filename": record.get("filename"), "data": None}
+    return json_with_data(body, data_json)
 
 
 @bp.get("/health")

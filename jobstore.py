@@ -9,6 +9,8 @@ The model, rq-style (the record's rules are in ``jobrecord``):
   WATCH/MULTI; a lock in memory), so when two writers race to finish a job exactly one wins.
 * In Redis the record sits at ``<prefix>:job:<id>`` and ``data`` at ``<prefix>:job:<id>:result``
   with the same TTL, so per-page progress writes never rewrite the large result.
+* ``get_encoded`` hands back the result as the stored JSON bytes, so the API can send it on
+  without decoding and re-encoding megabytes per poll; ``get`` decodes it.
 * A Redis failure is always ``errors.JobStoreUnavailable``: never a false "not found".
 """
 
@@ -56,6 +58,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "DEFAULT_TTLS",
     "TERMINAL",
+    "EncodedJob",
     "InvalidTransition",
     "JobExists",
     "JobStatus",
@@ -108,6 +111,13 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+class EncodedJob(NamedTuple):
+    """A job record without ``data``, and its result as the stored JSON (UTF-8), if any."""
+
+    record: dict[str, Any]
+    data_json: bytes | None
+
+
 Builder = Callable[[dict[str, Any] | None], dict[str, Any]]
 
 
@@ -136,7 +146,16 @@ class JobStore(ABC):
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """Return the full record (with ``data`` when completed), or None if unknown/expired."""
-        return self._read(job_id) if is_valid_job_id(job_id) else None
+        job = self.get_encoded(job_id)
+        if job is None:
+            return None
+        if job.data_json is not None:
+            job.record["data"] = json.loads(job.data_json)
+        return job.record
+
+    def get_encoded(self, job_id: str) -> EncodedJob | None:
+        """Return the record and its result still as JSON bytes, or None if unknown/expired."""
+        return self._read_encoded(job_id) if is_valid_job_id(job_id) else None
 
     def update(self, job_id: str, fence: str | None = None, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into the job, enforcing fence and transitions; return the record."""
@@ -182,7 +201,7 @@ class JobStore(ABC):
         """Release any connections."""
 
     @abstractmethod
-    def _read(self, job_id: str) -> dict[str, Any] | None: ...
+    def _read_encoded(self, job_id: str) -> EncodedJob | None: ...
 
     @abstractmethod
     def _transact(self, job_id: str, build: Builder) -> dict[str, Any]:
@@ -198,7 +217,7 @@ class JobStore(ABC):
 
 class _Entry(NamedTuple):
     record: str
-    data: str | None
+    data: bytes | None
     expires: float
 
 
@@ -229,15 +248,10 @@ class MemoryJobStore(JobStore):
     def close(self) -> None:
         """Release any connections (memory holds none)."""
 
-    def _read(self, job_id: str) -> dict[str, Any] | None:
+    def _read_encoded(self, job_id: str) -> EncodedJob | None:
         with self._lock:
             entry = self._live(job_id)
-        if entry is None:
-            return None
-        record = json.loads(entry.record)
-        if entry.data is not None:
-            record["data"] = json.loads(entry.data)
-        return record
+        return None if entry is None else EncodedJob(json.loads(entry.record), entry.data)
 
     def _transact(self, job_id: str, build: Builder) -> dict[str, Any]:
         with self._lock:
@@ -245,7 +259,7 @@ class MemoryJobStore(JobStore):
             record = build(None if entry is None else json.loads(entry.record))
             small, data = _split_data(record)
             kept = entry.data if entry is not None else None
-            data_json = kept if data is None else _dumps(data)
+            data_json = kept if data is None else _dumps(data).encode()
             expires = self._clock() + self.ttls.ttl_for(record["status"])
             self._jobs[job_id] = _Entry(_dumps(small), data_json, expires)
             self._tombs[job_id] = (expires + self.ttls.tombstone, record.get("owner") or "")
@@ -322,17 +336,15 @@ class RedisJobStore(JobStore):
     def _tomb_key(self, job_id: str) -> str:
         return f"{self.prefix}:tomb:{job_id}"
 
-    def _read(self, job_id: str) -> dict[str, Any] | None:
+    def _read_encoded(self, job_id: str) -> EncodedJob | None:
         with _redis_errors("get"):
             raw, raw_data = self.client.mget(self._keys(job_id))
         if raw is None:
             return None
         record = json.loads(raw)
-        if raw_data is not None:
-            record["data"] = json.loads(raw_data)
-        elif record["status"] == JobStatus.COMPLETED.value:
+        if raw_data is None and record["status"] == JobStatus.COMPLETED.value:
             return None  # the result expired a moment before its record: the job is gone
-        return record
+        return EncodedJob(record, raw_data)
 
     def _transact(self, job_id: str, build: Builder) -> dict[str, Any]:
         with _redis_errors("write"), self.client.pipeline() as pipe:

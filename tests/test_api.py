@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import io
+import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from api import create_app
+from api import PUBLIC_JOB_FIELDS, SECURITY_HEADERS, create_app, key_owner, public_job
 from config import Settings
+from jobstore import job_key
 
 POLL_DEADLINE_S = 60
+KEYS = ("key-a", "key-b")
+# Nested, non-ASCII, numbers of every kind: what a stored result must come back as.
+RESULT = {
+    "metadata": {"num_pages": 2, "title": "Ünïcödé “quotes” \u2028"},
+    "text": {"page_1": {"text": "héllo\nwörld", "chars": 11}, "page_2": {"text": ""}},
+    "chunks": [{"id": 0, "pages": [1, 2], "score": 0.1, "big": 2**70, "none": None}],
+    "warnings": [],
+}
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:
@@ -66,6 +78,36 @@ def poll(client, job_id: str, headers: dict | None = None) -> dict:
 
 def squash(text: str) -> str:
     return " ".join(text.split())
+
+
+def stored_job(store, status: str, owner: str | None = None, **fields) -> str:
+    """Put a job straight into the store, in ``status``; return its id."""
+    job_id = uuid.uuid4().hex
+    store.create({"job_id": job_id, "filename": "a.pdf", "owner": owner})
+    if status != "queued":
+        store.update(job_id, status="processing", stage="reading", pages_total=2, pages_done=1)
+    if status == "completed":
+        store.complete(job_id, RESULT, pages_done=2, message="done")
+    elif status == "failed":
+        store.fail(job_id, "corrupt_pdf", "The file is damaged.")
+    if fields:
+        store.update(job_id, **fields)
+    return job_id
+
+
+def expire_now(store, job_id: str) -> None:
+    """Let a job's TTL run out now, as the store would: its tombstone stays."""
+    if store.kind == "redis":
+        prefix = store.prefix
+        store.client.delete(job_key(prefix, job_id), job_key(prefix, job_id, "result"))
+    else:
+        del store._jobs[job_id]
+
+
+def jsonified(app, record: dict) -> bytes:
+    """Return the body jsonify gives for a record's public view."""
+    with app.app_context():
+        return app.json.response(public_job(record)).get_data()
 
 
 class TestAsyncExtraction:
@@ -133,6 +175,81 @@ class TestAsyncExtraction:
         poll(client, ok), poll(client, bad)
         app.extensions["pdfx"].jobs.wait(ok, 5), app.extensions["pdfx"].jobs.wait(bad, 5)
         assert list(tmp_path.iterdir()) == []
+
+
+class TestPolling:
+    """GET /job/<id>: the same body, headers and errors whether the job is running or done."""
+
+    @pytest.mark.parametrize("status", ["queued", "processing", "completed", "failed"])
+    def test_body_is_the_jsonified_public_view(self, app, client, status):
+        store = app.extensions["pdfx"].store
+        job_id = stored_job(store, status)
+        response = client.get(f"/job/{job_id}")
+        assert response.status_code == 200 and response.content_type == "application/json"
+        assert response.data == jsonified(app, store.get(job_id))
+        assert response.headers["Content-Length"] == str(len(response.data))
+        body = response.get_json()
+        assert list(body)[: len(PUBLIC_JOB_FIELDS)] == list(PUBLIC_JOB_FIELDS)
+        assert ("data" in body) == (status == "completed")
+
+    def test_completed_body_keeps_data_in_place_and_later_members(self, app, client):
+        store = app.extensions["pdfx"].store
+        webhook = {"event_id": "e1", "delivered": True, "attempts": 1}
+        job_id = stored_job(store, "completed", webhook=webhook)
+        response = client.get(f"/job/{job_id}")
+        assert response.data == jsonified(app, store.get(job_id))
+        body = json.loads(response.data)
+        assert body["data"] == RESULT and body["webhook"] == webhook
+        assert list(body)[-2:] == ["data", "webhook"]
+        assert body["status"] == "completed" and body["pages_done"] == 2
+
+    def test_completed_response_has_every_header(self, tmp_path, request):
+        app = create_app(make_settings(tmp_path, cors_origins="https://app.example"))
+        request.addfinalizer(app.extensions["pdfx"].jobs.shutdown)
+        job_id = stored_job(app.extensions["pdfx"].store, "completed")
+        headers = {"X-Request-ID": "poll-1", "Origin": "https://app.example"}
+        response = app.test_client().get(f"/job/{job_id}", headers=headers)
+        assert response.status_code == 200 and response.headers["X-Request-ID"] == "poll-1"
+        assert all(response.headers[name] == value for name, value in SECURITY_HEADERS.items())
+        assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+
+    @pytest.mark.parametrize("status", ["processing", "completed"])
+    def test_another_callers_job_is_404(self, tmp_path, request, status):
+        app = create_app(make_settings(tmp_path, api_keys=",".join(KEYS)))
+        request.addfinalizer(app.extensions["pdfx"].jobs.shutdown)
+        job_id = stored_job(app.extensions["pdfx"].store, status, owner=key_owner(KEYS[0]))
+        client = app.test_client()
+        mine = client.get(f"/job/{job_id}", headers={"X-API-Key": KEYS[0]})
+        theirs = client.get(f"/job/{job_id}", headers={"X-API-Key": KEYS[1]})
+        assert mine.status_code == 200 and mine.get_json()["status"] == status
+        assert theirs.status_code == 404 and theirs.get_json()["error_code"] == "job_not_found"
+        assert client.get(f"/job/{job_id}").status_code == 401
+
+    @pytest.mark.parametrize("status", ["processing", "completed"])
+    def test_expired_job_is_410(self, app, client, status):
+        store = app.extensions["pdfx"].store
+        job_id = stored_job(store, status)
+        expire_now(store, job_id)
+        response = client.get(f"/job/{job_id}")
+        assert response.status_code == 410
+        assert response.get_json()["error_code"] == "job_expired"
+
+    def test_unreachable_store_is_503_with_retry_after(
+        self, tmp_path, request, redis_url, redis_prefix, monkeypatch
+    ):
+        settings = make_settings(tmp_path, redis_url=redis_url, redis_key_prefix=redis_prefix)
+        app = create_app(settings)
+        request.addfinalizer(app.extensions["pdfx"].jobs.shutdown)
+        store = app.extensions["pdfx"].store
+        job_id = stored_job(store, "completed")
+
+        def down(*_args, **_kwargs):
+            raise redis.ConnectionError("Redis went away")
+
+        monkeypatch.setattr(store.client, "mget", down)
+        response = app.test_client().get(f"/job/{job_id}")
+        assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+        assert response.get_json()["error_code"] == "job_store_unavailable"
 
 
 class TestRejectedUploads:
@@ -210,6 +327,8 @@ class TestSyncRoutes:
         body = response.get_json()
         assert body["success"] is True and body["filename"] == "pdflatex-4-pages.pdf"
         assert len(body["data"]["text"]) == 4
+        assert list(body) == ["success", "job_id", "filename", "data"]
+        assert response.content_type == "application/json"
 
     def test_metadata_shortcut_has_no_text(self, client, corpus):
         response = upload(client, corpus / "clean/pdflatex-4-pages.pdf", route="/extract/metadata")

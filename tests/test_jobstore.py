@@ -243,11 +243,47 @@ def test_terminal_jobs_refuse_every_write(store, outcome, write):
     assert store.get(job_id) == before
 
 
+def test_get_encoded_gives_the_result_as_stored_json(store):
+    job_id = processing_job(store)
+    store.complete(job_id, DATA, pages_done=1)
+    record, data_json = store.get_encoded(job_id)
+    assert isinstance(data_json, bytes) and json.loads(data_json.decode("utf-8")) == DATA
+    assert "data" not in record and record["status"] == "completed"
+    assert {**record, "data": json.loads(data_json)} == store.get(job_id)
+
+
+@pytest.mark.parametrize("outcome", ["queued", "processing", "failed"])
+def test_get_encoded_without_result_is_the_record(store, outcome):
+    job_id = new_id()
+    store.create({"job_id": job_id, "filename": "a.pdf"})
+    if outcome == "processing":
+        store.update(job_id, status="processing", pages_done=2)
+    elif outcome == "failed":
+        store.fail(job_id, "corrupt_pdf", "broken")
+    record, data_json = store.get_encoded(job_id)
+    assert data_json is None and record == store.get(job_id)
+
+
+def test_get_encoded_of_unknown_or_malformed_id_is_none(store):
+    assert store.get_encoded(new_id()) is None
+    assert store.get_encoded("abc:result") is None
+    assert store.get_encoded("") is None
+
+
+def test_get_encoded_record_is_the_callers_own_copy(store):
+    job_id = processing_job(store)
+    store.complete(job_id, DATA)
+    store.get_encoded(job_id).record["status"] = "tampered"
+    assert store.get_encoded(job_id).record["status"] == "completed"
+    assert store.get(job_id)["status"] == "completed"
+
+
 def test_delete_removes_record_and_result(store):
     job_id = processing_job(store)
     store.complete(job_id, DATA)
     assert store.delete(job_id) is True
     assert store.get(job_id) is None
+    assert store.get_encoded(job_id) is None
     assert store.delete(job_id) is False
 
 
@@ -360,7 +396,18 @@ def test_redis_job_vanishes_when_its_ttl_runs_out(redis_client, redis_prefix):
     assert tiny.get(job_id)["data"] == DATA
     time.sleep(1.5)
     assert tiny.get(job_id) is None
+    assert tiny.get_encoded(job_id) is None
     assert redis_client.exists(job_key(redis_prefix, job_id, "result")) == 0
+
+
+def test_redis_completed_job_whose_result_expired_first_is_gone(
+    redis_store, redis_client, redis_prefix
+):
+    job_id = processing_job(redis_store)
+    redis_store.complete(job_id, DATA)
+    redis_client.delete(job_key(redis_prefix, job_id, "result"))
+    assert redis_store.get_encoded(job_id) is None
+    assert redis_store.get(job_id) is None
 
 
 def test_redis_expired_record_is_not_found_for_writers(redis_store, redis_client, redis_prefix):
@@ -382,8 +429,10 @@ def test_memory_jobs_expire_by_status_ttl():
     store.complete(job_id, DATA)
     clock.advance(TTLS.completed - 1)
     assert store.get(job_id)["data"] == DATA
+    assert json.loads(store.get_encoded(job_id).data_json) == DATA
     clock.advance(2)
     assert store.get(job_id) is None
+    assert store.get_encoded(job_id) is None
     with pytest.raises(errors.JobNotFound):
         store.update(job_id, progress=1)
 
@@ -414,6 +463,7 @@ def test_unreachable_redis_is_unavailable_never_not_found(redis_prefix):
     down = RedisJobStore(connect_redis(CLOSED_PORT_URL), TTLS, redis_prefix)
     calls = [
         lambda: down.get(new_id()),
+        lambda: down.get_encoded(new_id()),
         lambda: down.create({"job_id": new_id()}),
         lambda: down.update(new_id(), progress=1),
         lambda: down.complete(new_id(), DATA),
