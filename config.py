@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     extract_timeout_floor_s: float = Field(60.0, gt=0)
     extract_timeout_ceiling_s: float = Field(600.0, gt=0)
     extract_stall_s: float = Field(30.0, gt=0, description="longest wait for the next page")
-    extract_spare_children: int = Field(1, ge=0, le=8, description="warm children per worker")
+    extract_fork_server: bool = Field(True, description="fork children from a warm zygote")
     extract_split_min_pages: int = Field(32, ge=0, description="read in 2 processes; 0 = never")
 
     # Operations: logs and metrics.

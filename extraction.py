@@ -36,6 +36,7 @@ from typing import IO, Any
 import errors
 from child_events import EventChecker, crash
 from config import Settings
+from forkserver import ForkedChild, ForkServer, ForkServerError
 
 log = logging.getLogger(__name__)
 
@@ -166,56 +167,41 @@ def spawn_child(limits: ChildLimits, python: str = sys.executable) -> subprocess
     )
 
 
-class SpareChildren:
-    """Keeps warm parse children ready, so spawn and import leave a job's critical path."""
+class ChildLauncher:
+    """Starts each job's parse child: forked from this worker's zygote (``forkserver``), or,
+    with ``fork_server=False`` or when the zygote cannot fork, a freshly spawned interpreter."""
 
-    def __init__(self, limits: ChildLimits, count: int = 1, python: str = sys.executable) -> None:
+    def __init__(
+        self, limits: ChildLimits, fork_server: bool = True, python: str = sys.executable
+    ) -> None:
         self.limits = limits
-        self._count = count
         self._python = python
-        self._spares: list[subprocess.Popen[bytes]] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        # No spare at construction: a gunicorn worker being booted would share the CPU
-        # with the spare's import. The first parse starts cold; ``refill`` follows each.
+        # The zygote starts with the first parse, not at construction: a gunicorn worker
+        # being booted would share the CPU with its imports.
+        self._server = (
+            ForkServer([python, "-m", "parse_child", *limits.argv()], cwd=str(PROJECT_DIR))
+            if fork_server
+            else None
+        )
 
-    def take(self) -> subprocess.Popen[bytes]:
-        """Return a live spare, or a fresh child when none is ready."""
-        # The replacement is started by refill() once the job's parse ends: its import would
-        # otherwise take CPU from that very parse.
-        with self._lock:
-            alive = [proc for proc in self._spares if proc.poll() is None]
-            for proc in self._spares:
-                if proc.poll() is not None:
-                    _discard(proc)
-            self._spares = alive
-            proc = self._spares.pop(0) if self._spares else None
-        if proc is None:
-            proc = spawn_child(self.limits, self._python)
-        return proc
+    def launch(self) -> subprocess.Popen[bytes] | ForkedChild:
+        """Return a child waiting for its request on stdin."""
+        if self._server is not None:
+            try:
+                return self._server.fork()
+            except ForkServerError:
+                log.warning("the parse fork server failed; spawning a child", exc_info=True)
+        return spawn_child(self.limits, self._python)
 
-    def refill(self) -> None:
-        """Start spares until ``count`` are waiting."""
-        with self._lock:
-            while not self._closed and len(self._spares) < self._count:
-                self._spares.append(spawn_child(self.limits, self._python))
+    @property
+    def zygote_pid(self) -> int | None:
+        """Return the zygote's pid while it runs."""
+        return None if self._server is None else self._server.zygote_pid
 
     def close(self) -> None:
-        """Stop the spares (they exit on their own when their stdin closes)."""
-        with self._lock:
-            self._closed = True
-            spares, self._spares = self._spares, []
-        for proc in spares:
-            _discard(proc)
-
-
-def _discard(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    for pipe in (proc.stdin, proc.stdout, proc.stderr):
-        with contextlib.suppress(OSError):
-            pipe.close()
+        """Stop the zygote (it kills the children it still has)."""
+        if self._server is not None:
+            self._server.close()
 
 
 class Clocks:
@@ -260,13 +246,13 @@ class ExtractionProcess:
         request: ExtractRequest,
         python: str = sys.executable,
         limits: ChildLimits | None = None,
-        spares: SpareChildren | None = None,
+        launcher: ChildLauncher | None = None,
     ) -> None:
         self.request = request
         self._python = python
-        self.limits = limits or (spares.limits if spares else ChildLimits())
-        self._spares = spares
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.limits = limits or (launcher.limits if launcher else ChildLimits())
+        self._launcher = launcher
+        self._proc: subprocess.Popen[bytes] | ForkedChild | None = None
         self._stderr: StderrTail | None = None
         self._killed = False  # by kill() from outside (cancel), not by the clocks
         self._clocks: Clocks | None = None
@@ -277,11 +263,11 @@ class ExtractionProcess:
         return None if self._proc is None else self._proc.pid
 
     def start(self) -> None:
-        """Start (or take a warm) child and send it the request."""
+        """Start (fork from the zygote, or spawn) the child and send it the request."""
         if self._proc is not None:
             raise RuntimeError("the parse was already started")
-        if self._spares is not None:
-            self._proc = self._spares.take()
+        if self._launcher is not None:
+            self._proc = self._launcher.launch()
         else:
             self._proc = spawn_child(self.limits, self._python)
         self._clocks = Clocks(self.limits)
@@ -388,8 +374,6 @@ class ExtractionProcess:
         # job its interpreter teardown (~0.15 s with pdfium loaded).
         self.kill(by_clock=True)
         self._close_pipes()
-        if self._spares is not None:
-            self._spares.refill()
 
     def kill(self, by_clock: bool = False) -> None:
         """Kill the child's whole process group and reap it (idempotent)."""

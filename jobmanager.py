@@ -32,7 +32,7 @@ from errors import (
     ParserCrash,
     ShuttingDown,
 )
-from extraction import ChildLimits, SpareChildren
+from extraction import ChildLauncher, ChildLimits
 from idempotency import Fingerprints, claim_idempotency_key, remember_result, reuse_result
 from jobs import UPLOAD_NAME, Pipeline, make_job_dir, new_job_id, save_upload
 from jobstore import TERMINAL, InvalidTransition, JobStatus, JobStore, LeaseLost, Stage
@@ -80,8 +80,8 @@ class JobManager:
         self.screener = Screener(settings)
         self._nhost = NhostClient(settings)
         self._pool = ThreadPoolExecutor(settings.extract_workers, thread_name_prefix="extract")
-        self.spares = SpareChildren(
-            ChildLimits.from_settings(settings), count=settings.extract_spare_children
+        self.launcher = ChildLauncher(
+            ChildLimits.from_settings(settings), fork_server=settings.extract_fork_server
         )
         self._owned: dict[str, Owned] = {}
         self._lock = threading.Lock()
@@ -255,7 +255,7 @@ class JobManager:
         self.supervisor.stop()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self.notifier.shutdown(wait=wait)
-        self.spares.close()
+        self.launcher.close()
 
     def job_ended(self, record: dict) -> None:
         """Act on a job that just became terminal: index its result, send its webhook."""
@@ -319,7 +319,7 @@ class JobManager:
                 job_id,
                 options,
                 self._nhost,
-                spares=self.spares,
+                launcher=self.launcher,
                 fence=owned.token,
             )
             pipeline.screen(self.screener, owned.screening)

@@ -30,7 +30,7 @@ from errors import (
     ParserCrash,
     Stalled,
 )
-from extraction import ChildLimits, ExtractionProcess, ExtractRequest, SpareChildren
+from extraction import ChildLauncher, ChildLimits, ExtractionProcess, ExtractRequest
 from jobstore import TERMINAL, InvalidTransition, JobStatus, JobStore, Stage
 from nhost_client import NhostClient
 from sanitize import sanitize_page_text
@@ -136,7 +136,7 @@ class Pipeline:
         job_id: str,
         options: JobOptions,
         nhost: NhostClient | None = None,
-        spares: SpareChildren | None = None,
+        launcher: ChildLauncher | None = None,
         fence: str | None = None,
     ) -> None:
         self.settings = settings
@@ -144,7 +144,7 @@ class Pipeline:
         self.job_id = job_id
         self.options = options
         self.nhost = nhost
-        self.spares = spares
+        self.launcher = launcher
         self.collected = PageCollector()
         self._last_write = 0.0
         self._started = self._stage_started = time.monotonic()
@@ -216,7 +216,8 @@ class Pipeline:
 
     def _parse(self, upload: Path) -> None:
         limits = ChildLimits.from_settings(self.settings)
-        with ExtractionProcess(self._request(upload), limits=limits, spares=self.spares) as child:
+        process = ExtractionProcess(self._request(upload), limits=limits, launcher=self.launcher)
+        with process as child:
             self.process = child
             child.start()
             if self._killed:  # a stop that came before the child existed

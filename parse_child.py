@@ -3,13 +3,16 @@
 Run as ``python -m parse_child [--warm] [--memory-mb N] [--cpu-s N] [--open-files N]`` with
 the request as one JSON object on stdin (never argv: it holds the password). ``main`` sets
 the resource limits before any parser library is loaded; with ``--warm`` it then imports
-them and waits for the request (a spare child). Engines live in ``pdf_engines``; event
-shapes are described in ``extraction.py``, the parent side, which validates every line.
+them and waits for the request. With ``--control-fd N`` the process is instead a zygote
+(``forkserver``): limits, imports, then one forked child per request, each serving it exactly
+as above. Engines live in ``pdf_engines``; event shapes are described in ``extraction.py``,
+the parent side, which validates every line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -67,17 +70,19 @@ class Limits:
     memory_mb: int = 0  # 0 = no address-space limit
     cpu_s: int = 0  # 0 = no CPU-time limit
     open_files: int = 64
+    control_fd: int | None = None  # the zygote's socket (forkserver); None = one request
 
     @classmethod
     def from_argv(cls, argv: list[str]) -> Limits:
-        """Parse ``--memory-mb N --cpu-s N --open-files N`` (all optional)."""
+        """Parse ``--memory-mb N --cpu-s N --open-files N [--control-fd N]`` (all optional)."""
         parser = argparse.ArgumentParser(prog="parse_child")
         parser.add_argument("--memory-mb", type=int, default=0)
         parser.add_argument("--cpu-s", type=int, default=0)
         parser.add_argument("--open-files", type=int, default=64)
         parser.add_argument("--warm", action="store_true")
+        parser.add_argument("--control-fd", type=int, default=None)
         args = parser.parse_args(argv)
-        return cls(args.memory_mb, args.cpu_s, args.open_files)
+        return cls(args.memory_mb, args.cpu_s, args.open_files, args.control_fd)
 
 
 def apply_limits(limits: Limits) -> None:
@@ -92,9 +97,14 @@ def apply_limits(limits: Limits) -> None:
     if limits.memory_mb:
         size = limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (size, size))
-    if limits.cpu_s:
+    apply_cpu_limit(limits.cpu_s)
+
+
+def apply_cpu_limit(cpu_s: int) -> None:
+    """Limit this process's CPU time (0 = no limit)."""
+    if cpu_s:
         # SIGXCPU at the soft limit; the kernel's SIGKILL at the hard one if it is ignored.
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + CPU_HARD_GRACE_S))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + CPU_HARD_GRACE_S))
 
 
 def import_parsers() -> None:
@@ -311,13 +321,39 @@ def configure_logging(password: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Set limits, read the request on stdin, parse, and stream events; return the status."""
+    """Set limits, then serve one request from stdin, or (``--control-fd``) be the zygote."""
     argv = sys.argv[1:] if argv is None else argv
-    apply_limits(Limits.from_argv(argv))
+    limits = Limits.from_argv(argv)
+    if limits.control_fd is not None:
+        return run_zygote(limits)
+    apply_limits(limits)
+    return serve_request(warm="--warm" in argv)
+
+
+def run_zygote(limits: Limits) -> int:
+    """Import the parsers under the limits once, then fork a child per request."""
+    import forkserver
+
+    # RLIMIT_CPU counts each process's own time: set it in every child, not in the zygote,
+    # whose small total grows for as long as its worker lives.
+    apply_limits(dataclasses.replace(limits, cpu_s=0))
+    configure_logging(None)
+    import_parsers()
+    return forkserver.serve(limits.control_fd, lambda: serve_forked_request(limits.cpu_s))
+
+
+def serve_forked_request(cpu_s: int) -> int:
+    """In a child forked by the zygote: set its CPU limit, then serve its request."""
+    apply_cpu_limit(cpu_s)
+    return serve_request(warm=True)
+
+
+def serve_request(warm: bool) -> int:
+    """Read the request on stdin, parse, and stream events; return the exit status."""
     writer = EventWriter(take_stdout())
     configure_logging(None)
     try:
-        if "--warm" in argv:
+        if warm:
             import_parsers()
         raw = sys.stdin.buffer.read(MAX_REQUEST_BYTES)
         if not raw:

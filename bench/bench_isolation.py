@@ -3,9 +3,9 @@
 Run from the project root: `.venv/bin/python bench/bench_isolation.py` (add
 `--memory-floor` to also find the smallest EXTRACT_MEMORY_MB each large corpus file needs).
 In one run it measures: a cold child's spawn + import time; the per-job overhead of a cold
-child and of a warm spare child (job wall time minus in-process pypdfium2 on a 1-page
-file); and pages/s for a 1-page and the 352-page freeculture.pdf, raw in-process pypdfium2
-against the child path (cold and warm), with their ratios.
+child and of a child forked from the warm zygote (job wall time minus in-process pypdfium2 on
+a 1-page file); and pages/s for a 1-page and the 352-page freeculture.pdf, raw in-process
+pypdfium2 against the child path (cold and forked), with their ratios.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from extraction import (  # noqa: E402
+    ChildLauncher,
     ChildLimits,
     ExtractionProcess,
     ExtractRequest,
-    SpareChildren,
     spawn_child,
 )
 
@@ -55,10 +55,10 @@ def raw_pdfium(path: Path) -> int:
         document.close()
 
 
-def via_child(path: Path, spares: SpareChildren | None, limits: ChildLimits) -> int:
-    """Parse in a child (a warm spare when given); return the pages received."""
+def via_child(path: Path, launcher: ChildLauncher | None, limits: ChildLimits) -> int:
+    """Parse in a child (forked from the zygote when given); return the pages received."""
     request = ExtractRequest(str(path))
-    with ExtractionProcess(request, limits=limits, spares=spares) as process:
+    with ExtractionProcess(request, limits=limits, launcher=launcher) as process:
         return sum(event["type"] == "page" for event in process.events())
 
 
@@ -69,7 +69,7 @@ def seconds_of(function, *args) -> float:
 
 
 def median_seconds(function, args: tuple, repeats: int, pause: float = 0.0) -> float:
-    """Median wall time over ``repeats`` calls (``pause`` lets a spare get warm between)."""
+    """Median wall time over ``repeats`` calls, ``pause`` seconds apart."""
     times = []
     for _ in range(repeats):
         times.append(seconds_of(function, *args))
@@ -92,9 +92,8 @@ def main() -> None:
     args = parser.parse_args()
     limits = ChildLimits()
     raw_pdfium(ONE_PAGE)  # import and warm the in-process library
-    spares = SpareChildren(limits, count=1)
-    spares.refill()
-    time.sleep(1.0)
+    launcher = ChildLauncher(limits)
+    via_child(ONE_PAGE, launcher, limits)  # starts the zygote
     try:
         spawn = median_seconds(spawn_and_import, (limits,), args.repeats)
         print(f"cold child spawn + limits + import: {spawn * 1000:.0f} ms (median)")
@@ -102,13 +101,13 @@ def main() -> None:
         for path in (ONE_PAGE, BOOK):
             raw = median_seconds(raw_pdfium, (path,), args.repeats)
             cold = median_seconds(via_child, (path, None, limits), args.repeats)
-            warm = median_seconds(via_child, (path, spares, limits), args.repeats, pause=0.6)
+            warm = median_seconds(via_child, (path, launcher, limits), args.repeats)
             rows.append((path.name, raw_pdfium(path), raw, cold, warm))
     finally:
-        spares.close()
+        launcher.close()
     one_page = rows[0]
     print(f"per-job overhead, cold child: {(one_page[3] - one_page[2]) * 1000:.0f} ms")
-    print(f"per-job overhead, warm spare: {(one_page[4] - one_page[2]) * 1000:.0f} ms")
+    print(f"per-job overhead, forked from the zygote: {(one_page[4] - one_page[2]) * 1000:.0f} ms")
     print(f"\n{'file':24} {'pages':>5} {'raw p/s':>9} {'cold p/s':>9} {'warm p/s':>9} "
           f"{'cold/raw':>8} {'warm/raw':>8}")  # fmt: skip
     for name, pages, raw, cold, warm in rows:

@@ -46,7 +46,7 @@ FAST_LIFECYCLE = {
     "lease_ttl_s": 2,
     "heartbeat_s": 0.5,
     "reaper_interval_s": 0.5,
-    "extract_spare_children": 0,
+    "extract_fork_server": False,
 }
 
 

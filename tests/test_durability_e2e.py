@@ -35,7 +35,7 @@ LIFECYCLE_ENV = {
     # Many uploads from one address: the limits have their own tests (test_ratelimit.py).
     "RATELIMIT_ENABLED": "false",
     # No idle warm child, so the parse children a test finds are those of the running job.
-    "EXTRACT_SPARE_CHILDREN": "0",
+    "EXTRACT_FORK_SERVER": "false",
 }
 RECOVERY_BOUND_S = 60
 

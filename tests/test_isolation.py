@@ -14,7 +14,7 @@ import pytest
 import requests
 
 import errors
-from extraction import ChildLimits, ExtractionProcess, ExtractRequest, SpareChildren
+from extraction import ChildLauncher, ChildLimits, ExtractionProcess, ExtractRequest
 from page_split import ForkedHalf, merged_events
 from tests import hostile_pdfs
 from tests.servers import GunicornServer
@@ -140,20 +140,26 @@ def test_every_truncation_ends_in_done_or_a_typed_error(corpus, tmp_path):
         assert seconds < 30
 
 
-def test_spare_child_is_used_and_replaced(corpus):
-    spares = SpareChildren(ChildLimits(), count=1)
+def test_launcher_forks_each_job_a_fresh_child_of_one_zygote(corpus):
+    launcher = ChildLauncher(ChildLimits())
     try:
-        assert spares._spares == []  # none until a parse has run (or refill is called)
-        spares.refill()
-        first = spares._spares[0].pid
+        assert launcher.zygote_pid is None  # none until the first parse
         request = ExtractRequest(str(corpus / "clean/pdflatex-4-pages.pdf"))
-        with ExtractionProcess(request, spares=spares) as process:
-            process.start()
-            assert process.pid == first
-            assert [e["type"] for e in process.events()].count("page") == 4
-        assert spares._spares[0].pid != first
+        pids = []
+        for _ in range(2):
+            with ExtractionProcess(request, launcher=launcher) as process:
+                process.start()
+                pids.append(process.pid)
+                assert parent_of(process.pid) == launcher.zygote_pid
+                assert [e["type"] for e in process.events()].count("page") == 4
+        assert pids[0] != pids[1]
     finally:
-        spares.close()
+        launcher.close()
+
+
+def parent_of(pid: int) -> int:
+    """Return a process's parent pid, from /proc."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 # Through the real service: 2 gunicorn workers, real Redis, small limits.

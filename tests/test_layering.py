@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # the graph stays acyclic. A new top-level module must be placed here before it is used.
 ENTRY, MANAGER, PIPELINE, DOMAIN, FOUNDATION = 4, 3, 2, 1, 0
 DOMAIN_MODULES = """
-    antivirus child_events chunking content_safety extraction idempotency jobrecord jobstore
+    antivirus child_events chunking content_safety extraction forkserver idempotency jobrecord
+    jobstore
     leases logs metrics nhost_auth nhost_client openapi page_split pdf_engines pdf_text pypdf_lazy
     readiness recovery riskscan sanitize screening validation webhooks
 """
