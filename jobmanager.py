@@ -344,9 +344,11 @@ class JobManager:
             metrics.record_job_ended()
             logs.clear()
         if ended:
-            self._ended_by_id(job_id)
+            self._ended_by_id(job_id, options)
 
-    def _ended_by_id(self, job_id: str) -> None:
+    def _ended_by_id(self, job_id: str, options: JobOptions) -> None:
+        if not (self.settings.dedupe or options.send_webhook):
+            return  # job_ended has nothing to do: spare reading the whole result back
         try:
             record = self.store.get(job_id)
         except ExtractorError:
