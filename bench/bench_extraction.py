@@ -45,7 +45,7 @@ def raw_pdfium(path: Path) -> int:
         for index in range(len(document)):
             page = document[index]
             textpage = page.get_textpage()
-            textpage.get_text_bounded()
+            textpage.get_text_range()  # the call the service's parse child makes
             textpage.close()
             page.close()
         return len(document)

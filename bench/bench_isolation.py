@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_extraction import raw_pdfium  # noqa: E402 - one baseline for both benchmarks
+
 from extraction import (  # noqa: E402
     ChildLauncher,
     ChildLimits,
@@ -36,23 +38,6 @@ FLOOR_FILES = [
     "clean/2022_Q3_INTC.pdf", "clean/2022_Q3_AMZN.pdf", "malformed/unreadablemetadata.pdf",
 ]  # fmt: skip
 FLOOR_STEPS_MB = [64, 80, 96, 112, 128, 192, 256, 384, 512, 768, 1024, 1536]
-
-
-def raw_pdfium(path: Path) -> int:
-    """Extract every page's text in-process with pypdfium2; return the page count."""
-    import pypdfium2 as pdfium
-
-    document = pdfium.PdfDocument(str(path))
-    try:
-        for index in range(len(document)):
-            page = document[index]
-            textpage = page.get_textpage()
-            textpage.get_text_range()
-            textpage.close()
-            page.close()
-        return len(document)
-    finally:
-        document.close()
 
 
 def via_child(path: Path, launcher: ChildLauncher | None, limits: ChildLimits) -> int:
