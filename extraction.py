@@ -19,6 +19,7 @@ and anything unexpected ends the parse as ``ParserCrash``. No parser library is 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ STDERR_TAIL_BYTES = 64 * 1024
 EXIT_GRACE_S = 5.0
 CLOCK_TICK_S = 0.5
 READ_BLOCK = 1024 * 1024
+EVENT_PIPE_BYTES = 1024 * 1024
 # pdfium ends the process on a failed allocation (abort, or a trap instruction): with
 # RLIMIT_AS set, these signals mean the document needed more memory than allowed.
 # SIGKILL that the parent did not send comes from the kernel's out-of-memory killer.
@@ -167,6 +169,14 @@ def spawn_child(limits: ChildLimits, python: str = sys.executable) -> subprocess
     )
 
 
+def widen_pipe(fd: int) -> None:
+    """Give the child's event pipe room for many pages (Linux; a no-op elsewhere)."""
+    # With the default 64 KB a parent busy for a moment (a poll holding the GIL) blocks the
+    # child's next write, and pdfium sits idle; 1 MB is the unprivileged maximum.
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, EVENT_PIPE_BYTES)
+
+
 class ChildLauncher:
     """Starts each job's parse child: forked from this worker's zygote (``forkserver``), or,
     with ``fork_server=False`` or when the zygote cannot fork, a freshly spawned interpreter."""
@@ -270,6 +280,7 @@ class ExtractionProcess:
             self._proc = self._launcher.launch()
         else:
             self._proc = spawn_child(self.limits, self._python)
+        widen_pipe(self._proc.stdout.fileno())
         self._clocks = Clocks(self.limits)
         self._stderr = StderrTail(self._proc.stderr)
         with contextlib.suppress(BrokenPipeError, OSError):

@@ -3,6 +3,7 @@ child's death, a kill and the zygote's own death each end in a typed outcome, ne
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import threading
@@ -12,7 +13,13 @@ from pathlib import Path
 import pytest
 
 import errors
-from extraction import ChildLauncher, ChildLimits, ExtractionProcess, ExtractRequest
+from extraction import (
+    EVENT_PIPE_BYTES,
+    ChildLauncher,
+    ChildLimits,
+    ExtractionProcess,
+    ExtractRequest,
+)
 from forkserver import ZYGOTE_LOST
 from tests import hostile_pdfs
 
@@ -192,3 +199,17 @@ def test_without_the_fork_server_each_child_is_spawned(corpus):
         assert int(stat_fields(process.pid)[1]) == os.getpid()
         assert [e["type"] for e in process.events()].count("page") == 4
     assert launcher.zygote_pid is None
+
+
+@pytest.mark.parametrize("fork_server", [True, False])
+def test_the_event_pipe_holds_many_pages(corpus, fork_server):
+    launcher = ChildLauncher(LIMITS, fork_server=fork_server)
+    request = ExtractRequest(str(corpus / "clean/pdflatex-4-pages.pdf"))
+    try:
+        with ExtractionProcess(request, launcher=launcher) as process:
+            process.start()
+            size = fcntl.fcntl(process._proc.stdout.fileno(), fcntl.F_GETPIPE_SZ)
+            assert size == EVENT_PIPE_BYTES
+            assert [e["type"] for e in process.events()].count("page") == 4
+    finally:
+        launcher.close()
