@@ -7,6 +7,7 @@ anything unexpected raises ``ParserCrash``.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any
 
 import errors
@@ -124,7 +125,7 @@ class EventChecker:
 
     def __init__(self) -> None:
         self.opened: dict[str, Any] | None = None
-        self._remaining: list[int] = []
+        self._remaining: deque[int] = deque()
         self._warnings = 0
         self._metadata_seen = False
 
@@ -142,7 +143,7 @@ class EventChecker:
             return {"type": "metadata", "metadata": validate_metadata(event.get("metadata"))}
         if kind == "opened" and self.opened is None:
             self.opened = validate_opened(event)
-            self._remaining = list(self.opened["selected"])
+            self._remaining = deque(self.opened["selected"])
             return self.opened
         if kind == "security" and self.opened is not None:
             return validate_security(event)
@@ -166,4 +167,4 @@ class EventChecker:
         # Pages must come in the announced order, each at most once.
         if not self._remaining or number != self._remaining[0]:
             raise crash(f"page {number!r} was not expected next")
-        self._remaining.pop(0)
+        self._remaining.popleft()
