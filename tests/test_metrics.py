@@ -243,6 +243,41 @@ def test_resident_memory_of_this_process_is_read():
     assert 5 * 2**20 < metrics.resident_memory_bytes() < 8 * 2**30
 
 
+def test_requests_read_memory_at_most_once_per_refresh_interval(monkeypatch):
+    """Per-request refreshes read /proc once per MEMORY_REFRESH_S; a job's end always reads."""
+    reads = []
+
+    def fake_rss(pid="self"):
+        reads.append(pid)
+        return 64 * 2**20 + len(reads)
+
+    monkeypatch.setattr(metrics, "resident_memory_bytes", fake_rss)
+    monkeypatch.setattr(metrics, "_memory_read_at", float("-inf"))
+    gauge = "pdf_extractor_worker_resident_memory_bytes"
+    metrics.refresh_memory(now=1000.0)
+    assert len(reads) == 1 and metrics.REGISTRY.get_sample_value(gauge) == 64 * 2**20 + 1
+    metrics.refresh_memory(now=1000.0 + metrics.MEMORY_REFRESH_S / 2)
+    assert len(reads) == 1
+    metrics.refresh_memory(now=1000.0 + metrics.MEMORY_REFRESH_S)
+    assert len(reads) == 2 and metrics.REGISTRY.get_sample_value(gauge) == 64 * 2**20 + 2
+    metrics.record_job_started()
+    metrics.record_job_ended()
+    assert len(reads) == 3
+
+
+def test_first_request_of_a_process_sets_the_memory_gauge(tmp_path, monkeypatch):
+    """A fresh worker reports its memory on its first answered request."""
+    monkeypatch.setattr(metrics, "_memory_read_at", float("-inf"))
+    metrics.WORKER_MEMORY.set(0)
+    app = create_app(make_settings(tmp_path))
+    try:
+        assert app.test_client().get("/job/unknown").status_code == 404
+    finally:
+        app.extensions["pdfx"].jobs.shutdown()
+    gauge = metrics.REGISTRY.get_sample_value("pdf_extractor_worker_resident_memory_bytes")
+    assert 5 * 2**20 < gauge < 8 * 2**30
+
+
 def test_nhost_push_outcome_is_counted(hasura, tmp_path, corpus):
     """A job's push to (a local) Nhost counts under its outcome."""
     app = create_app(make_settings(tmp_path, **nhost_values(hasura[0])))
