@@ -283,7 +283,7 @@ def finish_request(response: Response) -> Response:
     status = response.status_code
     response.headers[logs.REQUEST_ID_HEADER] = g.get("request_id") or logs.new_request_id()
     metrics.record_request(request.method, route, status, seconds)
-    metrics.record_memory()
+    metrics.refresh_memory()
     level = logging.DEBUG if route in QUIET_ROUTES and status < 400 else logging.INFO
     fields = {"method": request.method, "route": route, "path": request.path, "status": status}
     logs.event(
