@@ -195,6 +195,8 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         in_memory_fallback_enabled=True,
         enabled=settings.ratelimit_enabled,
     )
+    if not settings.ratelimit_enabled:
+        return limiter  # off: each view's wrapper would evaluate an empty list per request
     views = app.view_functions
     if settings.ratelimit_default:
         extract = limiter.shared_limit(settings.ratelimit_default, scope="extract")
