@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import re
+import unicodedata
+
 import pypdfium2
 import pytest
 
@@ -152,3 +156,65 @@ def test_clean_corpus_false_positive_rate(corpus):
 
 def test_every_kind_has_a_name():
     assert set(content_safety.PATTERNS) == set(content_safety.KIND_NAMES)
+
+
+# The bash|/dev/tcp|nc|/etc/ rule before it was split into one rule per alternative.
+COMBINED_SHELL_RULE = r"\bbash\s+-i\s*>&|/dev/tcp/\d|\bnc\s+-[a-z]*e\s|/etc/(?:passwd|shadow)\b"
+NOISE = ["a", "Z", "1", "_", "é", " ", "\n", "\t", "-", ";", "=", "<", "%", "'", '"', "(", ")"]
+NOISE += ["’", "“", "”", "‘", "‚", "„", "＜", "ｒｍ", "bash", "nc", "rm", "x nc -e ", "--", "#"]
+MORE_ATTACKS = ["<body onload=go()>", "a onclick = 'x'", "x' ; truncate table t;", "a'#", "a')/* b"]
+MORE_ATTACKS += ["1; insert into t values (1)", "%2e%2e/x", "x%27 or 1", "rm -f ~/x", "</script"]
+
+
+def _noisy_texts(count: int = 3000) -> list[str]:
+    """Attack samples and ordinary sentences cut up and mixed with noise."""
+    rng = random.Random(11)
+    samples = [text for _, text in ATTACKS] + ORDINARY + MORE_ATTACKS
+    texts = []
+    for _ in range(count):
+        sample = rng.choice(samples)
+        cut = rng.randint(0, len(sample))
+        parts = rng.choices(NOISE, k=rng.randint(0, 6))
+        texts.append(sample[:cut] + "".join(parts) + sample[cut:])
+    return texts + samples
+
+
+def _first_match_without_prechecks(rules, text, lower):
+    """``_first_match`` trying every triggered rule, whatever its ``needs`` says."""
+    hits = [rule.pattern.search(text) for rule in rules if any(t in lower for t in rule.triggers)]
+    starts = [match.start() for match in hits if match]
+    return min(starts) if starts else None
+
+
+def test_needs_prechecks_skip_only_rules_that_cannot_match():
+    skipped = tried = 0
+    for text in _noisy_texts():
+        normal = content_safety._straight_quotes(unicodedata.normalize("NFKC", text))
+        lower = normal.lower()
+        for rules in content_safety.PATTERNS.values():
+            match = content_safety._first_match(rules, normal, lower)
+            start = None if match is None else match.start()
+            assert start == _first_match_without_prechecks(rules, normal, lower), text
+        for rule in (r for rules in content_safety.PATTERNS.values() for r in rules if r.needs):
+            for match in rule.pattern.finditer(normal):
+                assert rule.needs.search(match.group()), (rule.pattern.pattern, text)
+            found = rule.needs.search(normal) is not None
+            skipped, tried = skipped + (not found), tried + found
+    assert skipped and tried  # both paths ran
+
+
+def test_split_shell_rules_find_what_the_combined_rule_found():
+    combined = re.compile(COMBINED_SHELL_RULE)
+    split = content_safety.PATTERNS["command_injection"][-4:]
+    texts = _noisy_texts() + ["nc -e x", "anc -e x", "xbash -i >& y", "/etc/passwd", "/dev/tcp/1"]
+    for text in texts:
+        starts = [match.start() for rule in split if (match := rule.pattern.search(text))]
+        expected = combined.search(text)
+        assert min(starts, default=None) == (expected and expected.start()), text
+
+
+def test_straight_quotes_equals_translate():
+    table = str.maketrans(content_safety._QUOTES)
+    texts = _noisy_texts() + ["plain ascii", "naïve café", "“quoted” ‘both’ „low‚"]
+    for text in texts:
+        assert content_safety._straight_quotes(text) == text.translate(table)
