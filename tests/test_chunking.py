@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 from pathlib import Path
 
 import pypdfium2
 import pytest
 
+import chunking
 from chunking import (
     MAX_CHUNK_CHARS,
     MAX_CHUNKS,
@@ -306,3 +308,49 @@ def pages_by_tiling(
         previous = text
     assert end == len(document)
     return result
+
+
+# Characters that steer each shortcut of normalize_page_text and the sentence splitter.
+PIECES = ["a", "Z", "é", "Σ", "7", "_", "-", "\u2010", "\u00ad", "ﬁ", "Ａ", " ", "  ", "\t"]
+PIECES += ["\n", "\n\n", "\r\n", "\r", "\xa0", "\u2028", "\x1c", "\u3000", ".", "!", "?", "…"]
+PIECES += ['"', "'", "”", "’", ")", "]", "(", "Dr", "U.S", "e.g", "A.B", "no"]
+
+
+def _random_texts(count: int = 4000) -> list[str]:
+    rng = random.Random(17)
+    return ["".join(rng.choices(PIECES, k=rng.randint(0, 20))) for _ in range(count)]
+
+
+def _normalize_without_shortcuts(text: str) -> str:
+    """normalize_page_text as the plain regex chain, every step applied."""
+    text = unicodedata.normalize("NFKC", text).replace("\u00ad", "")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = chunking._LINE_END_HYPHEN.sub(chunking._join_hyphenated, text)
+    parts = (re.sub(r"\s+", " ", part).strip() for part in chunking._PARAGRAPH_BREAK.split(text))
+    return "\n\n".join(part for part in parts if part)
+
+
+def test_normalize_shortcuts_give_the_plain_regex_result() -> None:
+    texts = _random_texts() + ["extrac-\ntion", "co- \t\n pilot", "Jean\u2010\nPaul"]
+    joined = skipped = 0
+    for text in texts:
+        assert normalize_page_text(text) == _normalize_without_shortcuts(text), repr(text)
+        nfkc = unicodedata.normalize("NFKC", text).replace("\r", "\n")
+        found = any(line_end.search(nfkc) for line_end in chunking._HYPHEN_LINE_ENDS)
+        joined, skipped = joined + found, skipped + (not found)
+    assert joined and skipped  # both paths ran
+
+
+def test_sentence_end_pattern_equals_its_plus_form() -> None:
+    plus_form = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]* (?=\S)")
+    for text in _random_texts():
+        expected = [match.span() for match in plus_form.finditer(text)]
+        assert [match.span() for match in chunking._SENTENCE_END.finditer(text)] == expected
+
+
+def test_initials_precheck_lets_every_initials_token_through() -> None:
+    tokens = [token for text in _random_texts() for token in text.split()]
+    tokens += ["A", "A.B", "U.S.A", "é.Σ", "AB", "A.", ""]
+    matching = [token for token in tokens if chunking._INITIALS.fullmatch(token)]
+    assert matching and all(chunking._could_be_initials(token) for token in matching)
+    assert not all(chunking._could_be_initials(token) for token in tokens)  # it does skip
