@@ -1,11 +1,16 @@
-"""Read half of a large document's pages in a forked helper of the parse child.
+"""Work in forked processes of the parse child: half of a large document's pages, and
+(``pdf_engines.MetadataProcess``) pypdf's metadata and structure walk.
 
-pdfium is single-threaded (and not thread-safe), so a second core needs a second process.
-The parse child forks a helper before it starts any thread. The helper stays in the child's
-session and process group, so the parent's group kill ends both, and it inherits the
-child's resource limits. It writes one JSON page event per line on a private pipe; a thread
-of the child collects them by page number, and the child emits them in page order among its
-own. If the helper dies, the child reads the helper's remaining pages itself.
+pdfium is single-threaded (and not thread-safe), and pypdf is pure Python holding the GIL,
+so a second core needs a second process. The parse child forks (``ForkedWork``) before it
+starts any thread. A forked process stays in the child's session and process group, so the
+parent's group kill ends it too, and it inherits the child's resource limits (its own
+memory and CPU budget) and, through memory only, the request and its password. It writes
+on a private pipe and never returns into the child's code.
+
+The page helper (``ForkedHalf``) writes one JSON page event per line; a thread of the child
+collects them by page number, and the child emits them in page order among its own. If the
+helper dies, the child reads the helper's remaining pages itself.
 """
 
 from __future__ import annotations
@@ -13,20 +18,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 WAIT_S = 0.5
+READ_BLOCK = 64 * 1024
 
 
-class ForkedHalf:
-    """A forked helper running ``work(write_fd)``, and the page events it has sent."""
+class ForkedWork:
+    """A forked process running ``work(write_fd)``, and the read end of its pipe."""
 
     def __init__(self, work: Callable[[int], None]) -> None:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the helper: never returns into the child's code
+        if pid == 0:  # the forked process: never returns into the child's code
             os.close(read_fd)
             status = 1
             try:
@@ -36,10 +44,48 @@ class ForkedHalf:
                 os._exit(status)
         os.close(write_fd)
         self.pid = pid
+        self.read_fd = read_fd
+        self._closed = False
+
+    def output(self, timeout_s: float) -> bytes | None:
+        """Return all the process wrote once it closes its pipe, or None after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        poller = select.poll()
+        poller.register(self.read_fd, select.POLLIN)
+        chunks = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not poller.poll(remaining * 1000):
+                return None
+            chunk = os.read(self.read_fd, READ_BLOCK)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    def close(self) -> None:
+        """Kill the process if it still runs, reap it and close the pipe (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        os.close(self.read_fd)
+
+
+class ForkedHalf:
+    """A forked helper running ``work(write_fd)``, and the page events it has sent."""
+
+    def __init__(self, work: Callable[[int], None]) -> None:
+        self._process = ForkedWork(work)
+        self.pid = self._process.pid
         self._events: dict[object, dict] = {}
         self._ended = False
         self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, args=(read_fd,), daemon=True)
+        # The thread reads its own copy of the read end, which close() cannot pull from under it.
+        pipe = os.dup(self._process.read_fd)
+        self._reader = threading.Thread(target=self._read, args=(pipe,), daemon=True)
         self._reader.start()
 
     def _read(self, fd: int) -> None:
@@ -76,10 +122,7 @@ class ForkedHalf:
 
     def close(self) -> None:
         """Kill the helper if it still runs, and reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+        self._process.close()
         self._reader.join(WAIT_S)
 
 

@@ -27,13 +27,14 @@ from page_split import ForkedHalf, merged_events, split_pages
 from pdf_engines import (
     ChildError,
     Engine,
-    MetadataThread,
+    MetadataProcess,
     PageTexts,
     PdfiumEngine,
     Request,
     TableReader,
     complete_metadata,
     fallback_metadata,
+    incomplete_security_event,
     open_engine,
     read_metadata,
 )
@@ -241,7 +242,7 @@ def run(request: Request, writer: EventWriter) -> None:
     try:
         selected = select_pages(request, engine.page_count)
         if isinstance(engine, PdfiumEngine) and request.extract_type != "metadata":
-            run_with_metadata_thread(request, engine, selected, texts, writer)
+            run_with_metadata_process(request, engine, selected, texts, writer)
         else:
             metadata = read_metadata(request, engine, writer)
             emit_opened(engine, selected, complete_metadata(metadata, engine, texts), writer)
@@ -254,7 +255,7 @@ def run(request: Request, writer: EventWriter) -> None:
     writer.emit({"type": "done"})
 
 
-def run_with_metadata_thread(
+def run_with_metadata_process(
     request: Request,
     engine: PdfiumEngine,
     selected: list[int],
@@ -262,18 +263,23 @@ def run_with_metadata_thread(
     writer: EventWriter,
 ) -> None:
     """Announce the pages with pdfium's metadata at once; meanwhile read pypdf's metadata and
-    the security structure walk in a thread, and send them after the pages."""
-    helper = start_helper(request, selected)  # forked before any thread starts
-    reader = MetadataThread(request, lambda pypdf_reader: security_event(request, pypdf_reader))
-    preliminary = {**engine.metadata(), "num_pages": engine.page_count, "title_inferred": False}
-    emit_opened(engine, selected, preliminary, writer)
+    the security structure walk in a forked process, and send them after the pages."""
+    # Both forks come before the page helper starts its thread.
+    reader = MetadataProcess(request, lambda pypdf_reader: security_event(request, pypdf_reader))
     try:
-        emit_pages(request, selected, texts, writer, helper)
+        helper = start_helper(request, selected)
+        preliminary = {**engine.metadata(), "num_pages": engine.page_count, "title_inferred": False}
+        emit_opened(engine, selected, preliminary, writer)
+        try:
+            emit_pages(request, selected, texts, writer, helper)
+        finally:
+            if helper is not None:
+                helper.close()
+        metadata = reader.result() or fallback_metadata(engine, writer)
     finally:
-        if helper is not None:
-            helper.close()
-    metadata = reader.result() or fallback_metadata(engine, writer)
-    writer.emit(reader.also_result)
+        reader.close()
+    # No reading at all: the process died or hung, so pypdf is not tried again here.
+    writer.emit(reader.also_result or incomplete_security_event())
     writer.emit({"type": "metadata", "metadata": complete_metadata(metadata, engine, texts)})
 
 

@@ -5,15 +5,15 @@ functions, so importing this module loads none of them (the child sets its limit
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
+import os
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from page_split import ForkedWork
 from pdf_text import build_metadata, clean_text, infer_title
 
 log = logging.getLogger("parse_child")
@@ -284,43 +284,77 @@ def fallback_metadata(engine: Engine, writer: Warner) -> dict[str, Any]:
     return build_metadata(lambda key: None, None, False)
 
 
-class MetadataThread:
-    """Read the metadata with pypdf in a thread while pdfium reads the pages: pdfium's
-    ctypes calls release the GIL, so the two overlap (pypdf's xref pass takes ~0.2 s on
-    a 10-Q filing). ``also(reader)`` (the security structure walk) then runs there on the
-    same reader (None if pypdf could not open the file), sparing a second xref pass."""
+# How long the child waits, after its last page, for the metadata process. pypdf's open and
+# the bounded structure walk take 0.1-0.2 s on the largest real files (2023_Q1_MSFT.pdf),
+# and they run while pdfium reads the pages, so 10 s is ample for a real document; yet it
+# ends well before the parent's stall clock (30 s by default), so a pypdf stuck on a hostile
+# file costs the job its pypdf metadata and structure walk (the fallbacks), never its pages.
+METADATA_WAIT_S = 10.0
 
-    def __init__(self, request: Request, also: Callable[[Any], Any] | None = None) -> None:
-        self._request = request
-        self._also = also
-        self._metadata: dict[str, Any] | None = None
-        self.also_result: Any = None
-        # pypdf keeps its configuration (our limits) in a ContextVar, which a new thread
-        # would not see: run the thread in a copy of this context.
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(
-            target=context.run, args=(self._read,), name="metadata", daemon=True
-        )
-        self._thread.start()
 
-    def _read(self) -> None:
-        reader = None
+class MetadataProcess:
+    """Read the metadata with pypdf in a forked process while pdfium reads the pages:
+    pypdf is pure Python, and in a thread it would hold the GIL the page loop needs.
+    ``also(reader)`` (the security structure walk) then runs there on the same reader (None
+    if pypdf could not open the file), sparing a second xref pass. The process sends both
+    back as one JSON line; a process that dies, hangs or garbles it reads as None for both."""
+
+    def __init__(self, request: Request, also: Callable[[Any], Any]) -> None:
+        # A fork keeps the forking thread's context, pypdf's configuration (our limits) too.
+        self._process = ForkedWork(lambda fd: self._work(fd, request, also))
+        self._readings: dict[str, Any] | None = None
+
+    @staticmethod
+    def _work(fd: int, request: Request, also: Callable[[Any], Any]) -> None:
+        metadata, reader = None, None
         try:
-            reader = open_pypdf(self._request)
-            self._metadata = pypdf_metadata(reader)
+            reader = open_pypdf(request)
+            metadata = pypdf_metadata(reader)
         except Exception:
             log.info("pypdf cannot read the metadata", exc_info=True)
+        readings = {"metadata": metadata, "also": also(reader)}
+        with os.fdopen(fd, "wb") as pipe:
+            pipe.write(json.dumps(readings).encode("ascii") + b"\n")
+
+    def _wait(self) -> dict[str, Any]:
         try:
-            if self._also is not None:
-                self.also_result = self._also(reader)
+            output = self._process.output(METADATA_WAIT_S)
         finally:
-            if reader is not None:
-                reader.close()
+            self.close()
+        if output is None:
+            log.info("the metadata process sent nothing within %g s", METADATA_WAIT_S)
+            return {}
+        try:
+            readings = json.loads(output)
+        except ValueError:
+            readings = None
+        if not isinstance(readings, dict) or not isinstance(readings.get("metadata"), dict | None):
+            log.info("the metadata process died or broke the protocol")
+            return {}
+        return readings
 
     def result(self) -> dict[str, Any] | None:
         """Wait for the readings; return the metadata, or None when pypdf failed."""
-        self._thread.join()
-        return self._metadata
+        if self._readings is None:
+            self._readings = self._wait()
+        return self._readings.get("metadata")
+
+    @property
+    def also_result(self) -> Any:
+        """Return what ``also`` returned (after ``result``), or None if the process failed."""
+        return (self._readings or {}).get("also")
+
+    def close(self) -> None:
+        """Kill the process if it still runs, and reap it."""
+        self._process.close()
+
+
+def incomplete_security_event() -> dict[str, Any]:
+    """Return the ``security`` event of a structure walk that could not be completed."""
+    from riskscan import INCOMPLETE
+
+    indicator = {"key": INCOMPLETE, "count": 1, "obfuscated": False, "source": "structure"}
+    return {"type": "security", "indicators": [indicator]}
 
 
 def complete_metadata(metadata: dict[str, Any], engine: Engine, texts: PageTexts) -> dict:

@@ -16,10 +16,14 @@ from pathlib import Path
 import pypdf
 import pytest
 from conftest import corpus_entry, corpus_manifest
+from pypdf import get_configuration
+from pypdf.generic import ArrayObject, NameObject, NumberObject
 
 import errors
 import parse_child
+import pdf_engines
 import pdf_text
+import riskscan
 from extraction import MAX_LINE_BYTES, PROJECT_DIR, ExtractionProcess, ExtractRequest, extract_all
 
 TYPED_CODES = {
@@ -391,3 +395,104 @@ def test_child_imports_no_parser_before_its_limits_are_set():
         [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
     )
     assert done.stdout.split("\n")[:2] == ["[]", "[0, 0]"]
+
+
+# --- pypdf's metadata and structure walk in a forked process of the child ----------------
+
+KILL_ITSELF = "lambda request: os.kill(os.getpid(), signal.SIGKILL)"
+
+
+def child_with_pypdf_open(tmp_path: Path, replacement: str, *setup: str) -> str:
+    """Write a stand-in interpreter running the real child with ``pdf_engines.open_pypdf``
+    replaced (the metadata process calls it; the pages never do)."""
+    return fake_python(
+        tmp_path,
+        "\n".join([
+            "import os, signal, time",
+            "sys.path.insert(0, os.getcwd())",
+            "import pdf_engines",
+            f"pdf_engines.open_pypdf = {replacement}",
+            *setup,
+            "import parse_child",
+            "sys.exit(parse_child.main(sys.argv[3:]))",  # argv: -m parse_child --warm ...
+        ]),
+    )  # fmt: skip
+
+
+def events_with(python: str, path: Path, **options) -> list[dict]:
+    with ExtractionProcess(ExtractRequest(str(path), **options), python=python) as process:
+        return list(process.events())
+
+
+def kinds(events: list[dict]) -> list[str]:
+    return [event["type"] for event in events if event["type"] != "page"]
+
+
+@pytest.mark.parametrize("split_min_pages", [0, 2])
+def test_a_killed_metadata_process_leaves_the_fallbacks(corpus, tmp_path, split_min_pages):
+    python = child_with_pypdf_open(tmp_path, KILL_ITSELF)
+    events = events_with(python, corpus / FOUR_PAGES, split_min_pages=split_min_pages)
+    assert kinds(events) == ["opened", "warning", "security", "metadata"]
+    assert [e["page_number"] for e in events if e["type"] == "page"] == [1, 2, 3, 4]
+    assert "pdfium's reading is used" in events[5]["message"]
+    assert events[6] == pdf_engines.incomplete_security_event()
+    opened, final = events[0]["metadata"], events[7]["metadata"]
+    assert final == {**opened, "title_inferred": final["title_inferred"]}  # pdfium's reading
+
+
+def test_a_hanging_metadata_process_is_given_up_after_its_wait(corpus, tmp_path):
+    python = child_with_pypdf_open(
+        tmp_path, "lambda request: time.sleep(600)", "pdf_engines.METADATA_WAIT_S = 1.0"
+    )
+    start = time.monotonic()
+    events = events_with(python, corpus / FOUR_PAGES)
+    assert time.monotonic() - start < 20
+    assert kinds(events) == ["opened", "warning", "security", "metadata"]
+    assert events[6]["indicators"][0]["key"] == riskscan.INCOMPLETE
+
+
+def test_pypdf_failing_in_the_metadata_process_leaves_todays_fallbacks(corpus, tmp_path):
+    # As when pypdf cannot open the file: pdfium's metadata, and riskscan's own reading.
+    python = child_with_pypdf_open(tmp_path, "lambda request: 1 / 0")
+    events = events_with(python, corpus / "clean/with-attachment.pdf")
+    assert kinds(events) == ["opened", "warning", "security", "metadata"]
+    path = str(corpus / "clean/with-attachment.pdf")
+    assert events[-2] == riskscan.structure_event(path, None)
+    assert {i["key"] for i in events[-2]["indicators"]} == {"embedded_file"}
+
+
+def test_the_metadata_process_reads_with_the_childs_pypdf_limits(corpus, tmp_path):
+    # An Info dictionary holding an array of 150,000 numbers: over pypdf's default limit
+    # (100,000), within the child's (configure_pypdf), which the forked process keeps.
+    writer = pypdf.PdfWriter(clone_from=corpus / FOUR_PAGES)
+    writer.add_metadata({"/Title": "Many numbers"})
+    writer._info.get_object()[NameObject("/Numbers")] = ArrayObject([NumberObject(7)] * 150_000)
+    writer.write(tmp_path / "big-info.pdf")
+    with (
+        pypdf.apply_configuration(pypdf.Configuration()),
+        pytest.raises(pypdf.errors.LimitReachedError),
+    ):
+        _ = pypdf.PdfReader(tmp_path / "big-info.pdf").metadata
+    result = run(tmp_path, "big-info.pdf")
+    assert result["warnings"] == []
+    assert result["opened"]["metadata"]["title"] == "Many numbers"
+
+
+def test_a_forked_metadata_process_keeps_the_pypdf_configuration(corpus):
+    request = pdf_engines.Request(str(corpus / FOUR_PAGES), None, None, "all", False, 10)
+    with pypdf.apply_configuration(array_maximum_element_count=1_234_567):
+        process = pdf_engines.MetadataProcess(
+            request, lambda reader: [get_configuration().array_maximum_element_count, reader.xref]
+        )
+    try:
+        assert process.result()["title"] is None
+        assert process.also_result[0] == 1_234_567
+    finally:
+        process.close()
+
+
+def test_the_incomplete_security_event_is_riskscans(tmp_path):
+    (tmp_path / "not.pdf").write_bytes(b"%PDF-1.7\nnot a pdf at all\n")
+    assert pdf_engines.incomplete_security_event() == riskscan.structure_event(
+        str(tmp_path / "not.pdf"), None
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -286,3 +287,52 @@ def test_pages_of_a_dead_helper_are_read_by_the_child():
         helper.close()
     assert [e["page_number"] for e in events] == [1, 2, 3, 4, 5]
     assert events[1]["text"] == "helper"
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Return the pids of the processes of group ``pgid`` that are not zombies."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # the process ended meanwhile
+        if int(group) == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def child_with_hanging_pypdf(tmp_path: Path) -> str:
+    """Write a stand-in interpreter running the real child whose pypdf open never returns."""
+    script = tmp_path / "python"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys, time\n"
+        "sys.path.insert(0, os.getcwd())\n"
+        "import pdf_engines\n"
+        "pdf_engines.open_pypdf = lambda request: time.sleep(600)\n"
+        "import parse_child\n"
+        "sys.exit(parse_child.main(sys.argv[3:]))\n"  # argv: -m parse_child --warm ...
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_forked_processes_stay_in_the_childs_group_and_end_with_its_kill(corpus, tmp_path):
+    secret = "openpassword"
+    path = corpus / "encrypted/libreoffice-writer-password.pdf"
+    request = ExtractRequest(str(path), password=secret, split_min_pages=1)
+    with ExtractionProcess(request, python=child_with_hanging_pypdf(tmp_path)) as process:
+        events = process.events()
+        assert next(events)["type"] == "opened"
+        members = live_group_members(process.pid)
+        assert process.pid in members
+        assert len(members) >= 2  # the metadata process, still in pypdf
+        for pid in members:  # the password reached the forks through memory only
+            assert secret.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert secret.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+        process.kill()
+        deadline = time.monotonic() + 5
+        while live_group_members(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert live_group_members(process.pid) == []
