@@ -55,8 +55,12 @@ class EventWriter:
 
     def emit(self, event: dict[str, Any]) -> None:
         """Write one event line."""
-        line = _SURROGATES.sub("\ufffd", json.dumps(event, ensure_ascii=False))
-        self._stream.write(line.encode("utf-8") + b"\n")
+        line = json.dumps(event, ensure_ascii=False)
+        try:
+            encoded = line.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: rare, so the regex runs only then
+            encoded = _SURROGATES.sub("\ufffd", line).encode("utf-8")
+        self._stream.write(encoded + b"\n")
         self._stream.flush()
 
     def warn(self, message: str) -> None:

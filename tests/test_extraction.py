@@ -496,3 +496,17 @@ def test_the_incomplete_security_event_is_riskscans(tmp_path):
     assert pdf_engines.incomplete_security_event() == riskscan.structure_event(
         str(tmp_path / "not.pdf"), None
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [("plain é text", "plain é text"), ("a\ud800b\udfffc", "a\ufffdb\ufffdc")],
+)
+def test_event_writer_replaces_lone_surrogates_only(text, sent):
+    import io
+
+    stream = io.BytesIO()
+    parse_child.EventWriter(stream).emit({"type": "page", "page_number": 1, "text": text})
+    line = stream.getvalue()
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line)["text"] == sent
