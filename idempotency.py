@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from errors import IdempotencyConflict
@@ -37,10 +36,8 @@ class Fingerprints:
     request: str
 
     @classmethod
-    def of(cls, upload: Path, options: JobOptions, webhook_url: str | None) -> Fingerprints:
-        """Hash the stored upload and combine it with the options."""
-        with upload.open("rb") as handle:
-            file_hash = hashlib.file_digest(handle, "sha256").hexdigest()
+    def of(cls, file_hash: str, options: JobOptions, webhook_url: str | None) -> Fingerprints:
+        """Combine the upload's SHA-256 (hex, from screening) with the options."""
         public = options.public()
         shaping = {name: public.get(name) for name in RESULT_OPTIONS}
         everything = {**public, "webhook_url": webhook_url, "password": bool(options.password)}

@@ -119,7 +119,7 @@ class JobManager:
         try:
             upload = save_upload(stream, job_dir, self.settings)
             screening = self.screener.screen_upload(upload)
-            prints = Fingerprints.of(upload, options, webhook_url)
+            prints = Fingerprints.of(screening["sha256"], options, webhook_url)
             known = self._known_job(
                 Submission(job_id, options, owner, idempotency_key, webhook_url, screening), prints
             )
