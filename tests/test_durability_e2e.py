@@ -19,6 +19,7 @@ import pytest
 import redis
 import requests
 
+from tests import hostile_pdfs
 from tests.servers import GunicornServer, RedisServer, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -101,6 +102,22 @@ def parse_child_of(server) -> tuple[int, list[int]]:
     raise AssertionError("no worker is running a parse")
 
 
+def forked_parse_of(server) -> tuple[int, int, list[int]]:
+    """Return (worker pid, its zygote's pid, the zygote's children) of the worker parsing."""
+    for worker in server.worker_pids():
+        for zygote in pgrep_children(worker, "parse_child"):
+            children = pgrep_children(zygote)
+            if children:
+                return worker, zygote, children
+    raise AssertionError("no zygote has a parse child")
+
+
+def pgrep_children(pid: int, pattern: str | None = None) -> list[int]:
+    """Return the pids of a process's children (whose command line matches ``pattern``)."""
+    argv = ["pgrep", "-P", str(pid), *(["-f", pattern] if pattern else [])]
+    return [int(p) for p in subprocess.run(argv, capture_output=True, text=True).stdout.split()]
+
+
 def follow(server, job_id: str, deadline_s: float) -> tuple[dict, float | None]:
     """Poll to a terminal state; return it and when a re-run was first seen (monotonic).
 
@@ -162,6 +179,21 @@ class TestWorkerDeath:
         assert elapsed < RECOVERY_BOUND_S
         assert wait_until(lambda: not list(server.uploads.iterdir()), 10), "upload left behind"
         assert wait_until(lambda: all(map(gone, children)), 30), "the dead worker's child lingers"
+
+    def test_kill_9_of_a_worker_ends_its_zygote_and_the_parse_children(self, make_server, tmp_path):
+        # A page that spins forever: its child never writes again, so only the zygote's kill
+        # (not a broken pipe) can end it once its worker is gone.
+        spinner = tmp_path / "spinning.pdf"
+        spinner.write_bytes(hostile_pdfs.spinning_page())
+        server = make_server(EXTRACT_FORK_SERVER="true", MAX_ATTEMPTS="1", EXTRACT_STALL_S="300")
+        job_id = server.submit(spinner)
+        wait_for_pages(server, job_id, pages=1)
+        worker, zygote, children = forked_parse_of(server)
+        os.kill(worker, signal.SIGKILL)
+        body, _ = follow(server, job_id, 120)
+        assert body["status"] == "failed" and body["error_code"] == "worker_lost", body
+        # The zygote reads end-of-file on its socket, kills the children it has and exits.
+        assert wait_until(lambda: all(map(gone, [zygote, *children])), 30), "a parse lingers"
 
     def test_sigterm_hands_the_job_back(self, make_server, corpus):
         server = make_server()
