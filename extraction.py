@@ -1,5 +1,9 @@
 """Run one PDF parse in a child process (``python -m parse_child``) and read its events.
 
+The child is forked from this worker's zygote (``forkserver``; ``ChildLauncher``) or, without
+one, spawned as a fresh interpreter (``spawn_child``); either way it is a process group of
+its own that ``ExtractionProcess`` kills whole.
+
 The child gets the request as one JSON object on stdin (never argv: it holds the password)
 and writes one JSON event per line on stdout:
 
@@ -7,7 +11,7 @@ and writes one JSON event per line on stdout:
 - ``page``: page_number, text, engine, and ``tables`` when tables were requested
 - ``page_failed``: page_number, code
 - ``metadata``: metadata (at most once, after ``opened``: the final metadata, read by pypdf
-  in a thread while pdfium read the pages; ``opened`` then carried pdfium's reading)
+  in a forked process while pdfium read the pages; ``opened`` then carried pdfium's reading)
 - ``warning``: message
 - ``security`` (once, after ``opened``): indicators of the structure walk (riskscan)
 - last, ``done`` or ``error`` (code, message)
