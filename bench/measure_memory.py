@@ -1,4 +1,5 @@
-"""Measure resident memory of a gunicorn worker (idle, and during a job) and of a parse child.
+"""Measure resident memory of a gunicorn worker (idle, during a job), its zygote and parse
+processes.
 
 Starts real gunicorn (2 workers) on the Redis at $TEST_REDIS_URL (default 127.0.0.1:6379/0)
 under a private key prefix, uploads one PDF (default: freeculture.pdf, 352 pages), and samples
@@ -33,6 +34,12 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def descendants(pid: int) -> list[int]:
+    """Return every process below ``pid``: its zygote, the parse children and their helpers."""
+    found = children(pid)
+    return found + [grandchild for child in found for grandchild in descendants(child)]
+
+
 class Sampler(threading.Thread):
     """Record the peak RSS of the workers and of their children until stopped."""
 
@@ -47,7 +54,7 @@ class Sampler(threading.Thread):
         while not self.stop.is_set():
             for worker in self.workers:
                 self.peak_worker = max(self.peak_worker, resident_memory_bytes(worker))
-                for child in children(worker):
+                for child in descendants(worker):
                     self.peak_child = max(self.peak_child, resident_memory_bytes(child))
             time.sleep(0.02)
 
@@ -82,11 +89,14 @@ def main() -> None:
             sampler.stop.set()
             sampler.join()
             after = max(resident_memory_bytes(pid) for pid in workers)
+            zygotes = [child for pid in workers for child in children(pid)]
+            zygote = max((resident_memory_bytes(pid) for pid in zygotes), default=0)
     print(f"file: {pdf.name}")
     print(f"worker RSS idle:             {idle / MIB:7.1f} MiB")
     print(f"worker RSS peak during job:  {sampler.peak_worker / MIB:7.1f} MiB")
     print(f"worker RSS after job:        {after / MIB:7.1f} MiB")
-    print(f"parse child RSS peak:        {sampler.peak_child / MIB:7.1f} MiB")
+    print(f"parse process RSS peak:      {sampler.peak_child / MIB:7.1f} MiB")
+    print(f"zygote RSS after job:        {zygote / MIB:7.1f} MiB")
 
 
 if __name__ == "__main__":
