@@ -139,22 +139,20 @@ class _Zygote:
         stdin_r, stdin_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
-        theirs = (stdin_r, stdout_w, stderr_w)
+        theirs, ours = (stdin_r, stdout_w, stderr_w), (stdin_w, stdout_r, stderr_r)
         try:
             socket.send_fds(self._sock, [FORK_REQUEST], list(theirs))
-            pid = self._pids.get(timeout=REPLY_TIMEOUT_S)
-        except (OSError, queue.Empty) as exc:
-            for fd in (stdin_w, stdout_r, stderr_r):
-                os.close(fd)
-            self.close()
-            raise ForkServerError("the fork server did not fork a child") from exc
+            pid = self._pids.get(timeout=REPLY_TIMEOUT_S)  # None: the zygote ended
+        except (OSError, queue.Empty):
+            pid = None
+            self.close()  # it did not answer: the next fork starts a new zygote
         finally:
             for fd in theirs:
                 os.close(fd)
         if pid is None:
-            for fd in (stdin_w, stdout_r, stderr_r):
+            for fd in ours:
                 os.close(fd)
-            raise ForkServerError("the fork server ended")
+            raise ForkServerError("the fork server did not fork a child")
         child = ForkedChild(
             pid, os.fdopen(stdin_w, "wb"), os.fdopen(stdout_r, "rb"), os.fdopen(stderr_r, "rb")
         )

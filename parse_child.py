@@ -355,7 +355,7 @@ def run_zygote(limits: Limits) -> int:
 def serve_forked_request(cpu_s: int) -> int:
     """In a child forked by the zygote: set its CPU limit, then serve its request."""
     apply_cpu_limit(cpu_s)
-    return serve_request(warm=True)
+    return serve_request(warm=False)  # the zygote imported and configured the parsers
 
 
 def serve_request(warm: bool) -> int:
