@@ -43,10 +43,10 @@ from errors import (
     extraction_error,
 )
 from jobmanager import JobManager
-from jobstore import EncodedJob, JobStatus, JobStore, open_job_store
+from jobstore import TERMINAL, EncodedJob, JobStatus, JobStore, open_job_store
 from nhost_auth import resolve_nhost_identity, verify_nhost_token
 from nhost_client import config_problems, nhost_status
-from validation import parse_options
+from validation import parse_options, parse_wait
 from webhooks import check_url
 
 log = logging.getLogger(__name__)
@@ -436,8 +436,13 @@ def extract_async() -> Any:
 
 @bp.get("/job/<job_id>")
 def job_status(job_id: str) -> Any:
-    """Return a job's state, with its data once completed."""
+    """Return a job's state, with its data once completed; with ``?wait=S``, first wait
+    up to S seconds for a running job to end (a long-poll)."""
+    wait_s = parse_wait(request.args, services().settings.job_wait_max_s)
     job = owned_encoded_job(job_id)
+    running = JobStatus(job.record["status"]) not in TERMINAL
+    if wait_s and running and services().jobs.wait_ended(job_id, wait_s):
+        job = owned_encoded_job(job_id)
     return json_with_data(public_job(job.record), job.data_json)
 
 

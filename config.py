@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # Work.
     extract_workers: int = Field(2, ge=1, le=32)
     sync_timeout_s: float = Field(120.0, gt=0)
+    job_wait_max_s: float = Field(30.0, ge=0, le=100, description="longest GET /job?wait=")
+    job_wait_slots: int = Field(4, ge=0, le=64, description="long-polls per worker at once")
     default_chunk_size: int = Field(1500, ge=100, le=2000)
     default_chunk_overlap: int = Field(400, ge=0, le=1000)
 

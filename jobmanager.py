@@ -86,6 +86,8 @@ class JobManager:
         self._owned: dict[str, Owned] = {}
         self._lock = threading.Lock()
         self.draining = False
+        # Long-polls hold a request thread each: at most JOB_WAIT_SLOTS of them at a time.
+        self._wait_slots = threading.BoundedSemaphore(max(1, settings.job_wait_slots))
         self.notifier = Notifier(settings, store)
         self.supervisor = Supervisor(self)
         if background:
@@ -145,6 +147,20 @@ class JobManager:
         with self._lock:
             owned = self._owned.get(job_id)
         return owned.done.wait(timeout) if owned else True
+
+    def wait_ended(self, job_id: str, timeout_s: float) -> bool:
+        """Wait (a long-poll) until a job run by any worker ends, at most ``timeout_s``
+        (capped by JOB_WAIT_MAX_S); return False at once when every wait slot is taken."""
+        timeout_s = min(timeout_s, self.settings.job_wait_max_s)
+        if timeout_s <= 0 or not self.settings.job_wait_slots:
+            return False
+        if not self._wait_slots.acquire(blocking=False):
+            return False
+        try:
+            self.store.wait_ended(job_id, timeout_s)
+            return True
+        finally:
+            self._wait_slots.release()
 
     def cancel(self, job_id: str, owner: str | None = None) -> tuple[dict, bool]:
         """Cancel a queued/running job, or purge a finished one; return (final record, purged)."""

@@ -188,6 +188,11 @@ class JobStore(ABC):
         """Remove the job and its tombstone (a purge); return whether it existed."""
         return self._remove(job_id) if is_valid_job_id(job_id) else False
 
+    def wait_ended(self, job_id: str, timeout_s: float) -> None:
+        """Return once the job has ended (completed, failed or gone), or after ``timeout_s``."""
+        if timeout_s > 0 and is_valid_job_id(job_id):
+            self._wait_ended(job_id, timeout_s)
+
     def was_expired(self, job_id: str, owner: str | None = None) -> bool:
         """Tell whether an unknown id named a job of ``owner`` that existed and has expired."""
         return is_valid_job_id(job_id) and self._tombstone(job_id) == (owner or "")
@@ -211,6 +216,9 @@ class JobStore(ABC):
     def _remove(self, job_id: str) -> bool: ...
 
     @abstractmethod
+    def _wait_ended(self, job_id: str, timeout_s: float) -> None: ...
+
+    @abstractmethod
     def _tombstone(self, job_id: str) -> str | None:
         """Return the owner ("" for none) kept after the job expired, or None."""
 
@@ -232,6 +240,7 @@ class MemoryJobStore(JobStore):
         super().__init__(ttls, clock)
         self.leases = MemoryLeases()
         self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)  # notified when a job ends or goes
         # Stored as JSON text, like Redis: callers never share mutable state with the store.
         self._jobs: dict[str, _Entry] = {}
         self._tombs: dict[str, tuple[float, str]] = {}
@@ -263,6 +272,8 @@ class MemoryJobStore(JobStore):
             expires = self._clock() + self.ttls.ttl_for(record["status"])
             self._jobs[job_id] = _Entry(_dumps(small), data_json, expires)
             self._tombs[job_id] = (expires + self.ttls.tombstone, record.get("owner") or "")
+            if JobStatus(record["status"]) in TERMINAL:
+                self._ended.notify_all()
         return record
 
     def _remove(self, job_id: str) -> bool:
@@ -271,7 +282,17 @@ class MemoryJobStore(JobStore):
             if self._live(job_id) is None:
                 return False
             del self._jobs[job_id]
+            self._ended.notify_all()
             return True
+
+    def _wait_ended(self, job_id: str, timeout_s: float) -> None:
+        with self._ended:
+            self._ended.wait_for(lambda: self._has_ended(job_id), timeout_s)
+
+    def _has_ended(self, job_id: str) -> bool:
+        """Tell whether the job is gone or terminal (caller holds the lock)."""
+        entry = self._live(job_id)
+        return entry is None or JobStatus(json.loads(entry.record)["status"]) in TERMINAL
 
     def _tombstone(self, job_id: str) -> str | None:
         with self._lock:
@@ -336,6 +357,9 @@ class RedisJobStore(JobStore):
     def _tomb_key(self, job_id: str) -> str:
         return f"{self.prefix}:tomb:{job_id}"
 
+    def _ended_channel(self, job_id: str) -> str:
+        return job_key(self.prefix, job_id, "ended")
+
     def _read_encoded(self, job_id: str) -> EncodedJob | None:
         with _redis_errors("get"):
             raw, raw_data = self.client.mget(self._keys(job_id))
@@ -372,6 +396,8 @@ class RedisJobStore(JobStore):
             pipe.expire(result_key, ttl)
         else:
             pipe.set(result_key, _dumps(data), ex=ttl)
+        if JobStatus(record["status"]) in TERMINAL:  # published with the write, never before it
+            pipe.publish(self._ended_channel(job_id), record["status"])
         pipe.execute()
         return record
 
@@ -379,8 +405,24 @@ class RedisJobStore(JobStore):
         key, result_key = self._keys(job_id)
         tomb = self._tomb_key(job_id)
         with _redis_errors("delete"), self.client.pipeline() as pipe:
-            removed, _, _ = pipe.delete(key).delete(result_key).delete(tomb).execute()
+            pipe.delete(key).delete(result_key).delete(tomb)
+            removed = pipe.publish(self._ended_channel(job_id), "deleted").execute()[0]
         return bool(removed)
+
+    def _wait_ended(self, job_id: str, timeout_s: float) -> None:
+        # Subscribe first, then look: an end written in between is seen either way.
+        deadline = time.monotonic() + timeout_s
+        with _redis_errors("wait"), self.client.pubsub(ignore_subscribe_messages=True) as sub:
+            sub.subscribe(self._ended_channel(job_id))
+            if self._has_ended(job_id):
+                return
+            while (remaining := deadline - time.monotonic()) > 0:
+                if sub.get_message(timeout=remaining) is not None:
+                    return
+
+    def _has_ended(self, job_id: str) -> bool:
+        raw = self.client.get(job_key(self.prefix, job_id))
+        return raw is None or JobStatus(json.loads(raw)["status"]) in TERMINAL
 
     def _tombstone(self, job_id: str) -> str | None:
         with _redis_errors("tombstone"):

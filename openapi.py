@@ -369,6 +369,14 @@ def get_operation(summary: str, responses: dict, **extra: Any) -> dict:
 def paths() -> dict:
     """Return every route of api.py."""
     job_param = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    wait_param = {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": "long-poll: answer when the job ends, or after this many seconds "
+        "(capped at JOB_WAIT_MAX_S; answered at once when the worker's wait slots are taken)",
+        "schema": {"type": "number", "minimum": 0},
+    }
     text = {"text/plain": {"schema": {"type": "string"}}}
     return {
         "/extract/async": {
@@ -392,13 +400,14 @@ def paths() -> dict:
                 "Poll a job: status, progress, and data once completed",
                 {
                     "200": json_response("the job", "Job"),
+                    "400": error("invalid_field: wait is not a number of seconds"),
                     "404": error("job_not_found (also when the job belongs to another caller)"),
                     "410": error("job_expired: it existed, its TTL ran out"),
                     **caller_errors(),
                     "503": {**error("job_store_unavailable"), "headers": RETRY_AFTER},
                     "default": error("any other failure"),
                 },
-                parameters=[job_param],
+                parameters=[job_param, wait_param],
                 security=CALLER_SECURITY,
             ),
             "delete": {

@@ -119,6 +119,20 @@ def parse_bool(form: Mapping[str, str], name: str, default: bool = False) -> boo
     raise InvalidField(f"'{name}' must be true or false.", field=name)
 
 
+_WAIT_SECONDS = re.compile(r"^\d{1,6}(\.\d{1,3})?$")
+
+
+def parse_wait(args: Mapping[str, str], longest: float) -> float:
+    """Read GET /job's ``wait`` (seconds to long-poll, 0 = answer at once), capped at
+    ``longest``."""
+    value = args.get("wait")
+    if value is None or not value.strip():
+        return 0.0
+    if not _WAIT_SECONDS.match(value.strip()):
+        raise InvalidField("'wait' must be a number of seconds, such as 25.", field="wait")
+    return min(float(value), longest)
+
+
 def parse_int(form: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     """Read an integer form field bounded to [low, high]."""
     value = form.get(name)

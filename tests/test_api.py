@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -48,6 +49,7 @@ def app(request, tmp_path):
     application = create_app(settings)
     yield application
     application.extensions["pdfx"].jobs.shutdown()
+    application.extensions["pdfx"].store.close()  # its pooled sockets, a long-poll's among them
 
 
 @pytest.fixture
@@ -251,6 +253,78 @@ class TestPolling:
         assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
         assert response.get_json()["error_code"] == "job_store_unavailable"
 
+
+class TestLongPoll:
+    """``GET /job/<id>?wait=S`` answers when the job ends, or after S seconds at most."""
+
+    def test_wait_answers_the_moment_the_job_completes(self, app, client):
+        store = app.extensions["pdfx"].store
+        job_id = stored_job(store, "processing")
+        finisher = threading.Timer(0.3, lambda: store.complete(job_id, RESULT, pages_done=2))
+        finisher.start()
+        start = time.monotonic()
+        response = client.get(f"/job/{job_id}?wait=20")
+        elapsed = time.monotonic() - start
+        finisher.join()
+        assert response.status_code == 200
+        assert response.get_json()["status"] == "completed"
+        assert response.get_json()["data"] == RESULT
+        assert 0.3 <= elapsed < 10
+
+    def test_wait_on_a_running_job_ends_after_wait_with_its_state(self, app, client):
+        job_id = stored_job(app.extensions["pdfx"].store, "processing")
+        start = time.monotonic()
+        body = client.get(f"/job/{job_id}?wait=0.5").get_json()
+        assert time.monotonic() - start >= 0.5
+        assert body["status"] == "processing" and "data" not in body
+
+    def test_wait_is_capped_by_job_wait_max_s(self, tmp_path, request):
+        app = create_app(make_settings(tmp_path, job_wait_max_s=0.3))
+        request.addfinalizer(app.extensions["pdfx"].jobs.shutdown)
+        job_id = stored_job(app.extensions["pdfx"].store, "processing")
+        start = time.monotonic()
+        assert app.test_client().get(f"/job/{job_id}?wait=60").status_code == 200
+        assert 0.3 <= time.monotonic() - start < 10
+
+    def test_no_free_wait_slot_answers_at_once(self, tmp_path, request):
+        app = create_app(make_settings(tmp_path, job_wait_slots=1))
+        request.addfinalizer(app.extensions["pdfx"].jobs.shutdown)
+        store = app.extensions["pdfx"].store
+        first, second = stored_job(store, "processing"), stored_job(store, "processing")
+        holder = threading.Thread(target=lambda: app.test_client().get(f"/job/{first}?wait=2"))
+        holder.start()
+        time.sleep(0.2)  # the one slot is taken
+        start = time.monotonic()
+        body = app.test_client().get(f"/job/{second}?wait=20").get_json()
+        assert time.monotonic() - start < 1.5 and body["status"] == "processing"
+        holder.join()
+
+    @pytest.mark.parametrize("status", ["completed", "failed"])
+    def test_wait_on_an_ended_job_answers_at_once(self, app, client, status):
+        job_id = stored_job(app.extensions["pdfx"].store, status)
+        start = time.monotonic()
+        assert client.get(f"/job/{job_id}?wait=20").get_json()["status"] == status
+        assert time.monotonic() - start < 5
+
+    @pytest.mark.parametrize("wait", ["abc", "-1", "1e3", "nan", "1.23456"])
+    def test_malformed_wait_is_400(self, app, client, wait):
+        job_id = stored_job(app.extensions["pdfx"].store, "processing")
+        response = client.get(f"/job/{job_id}?wait={wait}")
+        assert response.status_code == 400
+        assert response.get_json()["error_code"] == "invalid_field"
+
+    def test_another_callers_job_is_404_without_waiting(self, tmp_path, request):
+        app = create_app(make_settings(tmp_path, api_keys=",".join(KEYS)))
+        request.addfinalizer(app.extensions["pdfx"].jobs.shutdown)
+        job_id = stored_job(app.extensions["pdfx"].store, "processing", owner=key_owner(KEYS[0]))
+        start = time.monotonic()
+        theirs = app.test_client().get(f"/job/{job_id}?wait=20", headers={"X-API-Key": KEYS[1]})
+        assert theirs.status_code == 404 and time.monotonic() - start < 5
+
+    def test_upload_then_wait_returns_the_real_result(self, client, corpus):
+        job_id = upload(client, corpus / "clean/2022_Q3_AAPL.pdf").get_json()["job_id"]
+        body = client.get(f"/job/{job_id}?wait=60").get_json()
+        assert body["status"] == "completed" and body["data"]["metadata"]["num_pages"] == 28
 
 class TestRejectedUploads:
     """Bad input is a 4xx JSON error with a stable code, before anything is queued."""

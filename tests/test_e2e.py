@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,38 @@ def check_completed(corpus: Path, name: str, fields: dict, job: dict) -> None:
         truth = (corpus / entry["ground_truth"]).read_text()
         text = " ".join(page["text"] for page in data["text"].values())
         assert word_recall(text, truth) > 0.9
+
+
+def long_poll_pids(server, job_id: str) -> set[str]:
+    """Return the worker pids that answered this job's long-polls (from the access log)."""
+    line = rf'^<(\d+)> "GET /job/{job_id}\?wait=\d+ '
+    return set(re.findall(line, server.log(), re.MULTILINE))
+
+
+def test_long_poll_is_woken_on_every_worker(server, corpus):
+    """GET /job?wait= answers completed the moment the job ends, on either worker: the one
+    not running the job learns of its end through Redis."""
+    path = corpus / "clean/freeculture.pdf"
+    for _ in range(20):  # until the kernel has given long-polls to both workers
+        job_id = server.submit(path)
+        with ThreadPoolExecutor(4) as pool:  # 4 = JOB_WAIT_SLOTS: never more per worker
+            answers = list(pool.map(long_poll, [server] * 4, [job_id] * 4))
+        bodies = [body for body, _ in answers]
+        # Woken, not timed out: the wait (60 s, capped at 30) is far beyond the job's duration.
+        assert all(seconds < 20 for _, seconds in answers), answers
+        assert all(body["status"] == "completed" for body in bodies), bodies
+        assert all(body == bodies[0] for body in bodies)
+        assert bodies[0]["data"]["metadata"]["num_pages"] == 352
+        if len(long_poll_pids(server, job_id)) == 2:
+            return
+    pytest.fail("the long-polls never reached both workers")
+
+
+def long_poll(server, job_id: str) -> tuple[dict, float]:
+    """One long-poll on a fresh connection; return its body and how long it took."""
+    start = time.monotonic()
+    body = requests.get(f"{server.url}/job/{job_id}?wait=60", timeout=90).json()
+    return body, time.monotonic() - start
 
 
 def test_no_upload_left_behind(server, corpus):

@@ -515,3 +515,90 @@ def test_open_job_store_falls_back_when_redis_is_down(caplog):
     assert errors_logged and "unreachable" in errors_logged[0].getMessage()
     assert "s3cret" not in caplog.text
     assert redact_url(url) == "redis://:***@127.0.0.1:1/0"
+
+
+# --- waiting for a job to end (the long-poll of GET /job?wait=) -----------------------------
+
+WAIT_S = 10.0  # far beyond any wake-up below: a waiter that returns early was woken
+
+
+@pytest.fixture
+def other_store(request, store):
+    """The store as another worker sees it: the same object in memory, a second client on Redis."""
+    if isinstance(store, MemoryJobStore):
+        yield store
+        return
+    client = connect_redis(request.getfixturevalue("redis_url"))
+    yield RedisJobStore(client, TTLS, store.prefix)
+    client.close()
+
+
+def wait_in_thread(store, job_id, timeout_s=WAIT_S):
+    """Start ``store.wait_ended`` in a thread; return (thread, dict with its elapsed time)."""
+    result: dict = {}
+
+    def wait():
+        start = time.monotonic()
+        store.wait_ended(job_id, timeout_s)
+        result["elapsed"] = time.monotonic() - start
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    return thread, result
+
+
+@pytest.mark.parametrize("outcome", ["complete", "fail", "delete"])
+def test_wait_ended_wakes_when_another_worker_ends_the_job(store, other_store, outcome):
+    job_id = processing_job(store)
+    thread, result = wait_in_thread(store, job_id)
+    time.sleep(0.2)  # the waiter is subscribed and blocked
+    assert thread.is_alive()
+    {
+        "complete": lambda: other_store.complete(job_id, DATA),
+        "fail": lambda: other_store.fail(job_id, "timeout", "too slow"),
+        "delete": lambda: other_store.delete(job_id),
+    }[outcome]()
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert result["elapsed"] < WAIT_S / 2
+
+
+def test_wait_ended_ignores_progress_writes(store, other_store):
+    job_id = processing_job(store)
+    thread, result = wait_in_thread(store, job_id, timeout_s=0.6)
+    time.sleep(0.1)
+    other_store.update(job_id, pages_done=3, progress=40)
+    thread.join(WAIT_S)
+    assert result["elapsed"] >= 0.6
+    assert store.get(job_id)["status"] == "processing"
+
+
+@pytest.mark.parametrize("state", ["completed", "failed", "unknown", "malformed"])
+def test_wait_ended_returns_at_once_when_there_is_nothing_to_wait_for(store, state):
+    job_id = processing_job(store)
+    if state == "completed":
+        store.complete(job_id, DATA)
+    elif state == "failed":
+        store.fail(job_id, "timeout", "too slow")
+    elif state == "unknown":
+        job_id = new_id()
+    else:
+        job_id = "no:such/id"
+    start = time.monotonic()
+    store.wait_ended(job_id, WAIT_S)
+    assert time.monotonic() - start < WAIT_S / 2
+
+
+def test_wait_ended_sees_an_end_written_just_before_it_subscribed(store, other_store):
+    for _ in range(20):  # the end lands at varying points around the subscription
+        job_id = processing_job(store)
+        thread, result = wait_in_thread(store, job_id)
+        other_store.complete(job_id, DATA)
+        thread.join(WAIT_S)
+        assert result["elapsed"] < WAIT_S / 2
+
+
+def test_redis_wait_ended_fails_as_store_unavailable():
+    store = RedisJobStore(connect_redis(CLOSED_PORT_URL), TTLS, "pdfx-test-closed")
+    with pytest.raises(errors.JobStoreUnavailable):
+        store.wait_ended(new_id(), 1.0)
