@@ -326,6 +326,7 @@ class TestLongPoll:
         body = client.get(f"/job/{job_id}?wait=60").get_json()
         assert body["status"] == "completed" and body["data"]["metadata"]["num_pages"] == 28
 
+
 class TestRejectedUploads:
     """Bad input is a 4xx JSON error with a stable code, before anything is queued."""
 
