@@ -110,10 +110,23 @@ def best_rate(function, args: tuple, repeats: int) -> tuple[float, int]:
     return statistics.median(rates), pages
 
 
+def paired_rates(first: tuple, second: tuple, repeats: int) -> tuple[float, float, int]:
+    """Run two (function, args) measurements alternately ``repeats`` times; return each
+    one's median pages/s and the page count. Alternating puts both under the same moments
+    of a noisy machine, so their ratio holds even when its speed drifts."""
+    rates: tuple[list[float], list[float]] = ([], [])
+    pages = 0
+    for _ in range(repeats):
+        for (function, args), found in zip((first, second), rates, strict=True):
+            seconds, pages = timed(function, *args)
+            found.append(pages / seconds)
+    return statistics.median(rates[0]), statistics.median(rates[1]), pages
+
+
 def main() -> None:
     """Measure and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-old", action="store_true", help="skip the slow pdfplumber run")
     parser.add_argument(
         "--poll-interval",
@@ -145,8 +158,8 @@ def main() -> None:
 def measure(server: GunicornServer, name: str, args: argparse.Namespace) -> dict:
     """Measure one file on all three paths."""
     path = CORPUS / name
-    raw, pages = best_rate(raw_pdfium, (path,), args.repeats)
-    service, _ = best_rate(via_service, (server, path, args.poll_interval), args.repeats)
+    service_run = (via_service, (server, path, args.poll_interval))
+    raw, service, pages = paired_rates((raw_pdfium, (path,)), service_run, args.repeats)
     old = None if args.skip_old else best_rate(old_engine, (path,), 1)[0]
     return {"file": path.name, "pages": pages, "raw": raw, "service": service, "old": old}
 
