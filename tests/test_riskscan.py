@@ -229,3 +229,99 @@ def test_rejected_features(tmp_path, corpus):
     assert riskscan.rejected_features(hidden, reject) == ["javascript", "open_action"]
     assert riskscan.rejected_features(attachment, reject) == ["embedded_file"]
     assert riskscan.rejected_features(attachment, []) == []
+
+
+# --- the page tree: leaf pages read as bytes when they cannot act ----------------------------
+
+ANNOTATION_JS = b"<< /Type /Annot /Subtype /Link /Rect [0 0 9 9] /A " + pdf_factory.JS_ACTION + b" >>"
+
+
+def _walk_like_pypdf(monkeypatch) -> None:
+    """Make the walk flatten every page with pypdf, as before ``_PageTree``."""
+    monkeypatch.setattr(riskscan._Walk, "pages_to_walk", lambda self, reader, catalog: reader.pages)
+
+
+def _both_walks(path: Path, monkeypatch, password: str | None = None) -> tuple[dict, dict]:
+    fast = riskscan.structure_event(str(path), password)
+    with monkeypatch.context() as patched:
+        _walk_like_pypdf(patched)
+        slow = riskscan.structure_event(str(path), password)
+    return fast, slow
+
+
+def _corpus_files() -> list[tuple[str, str | None]]:
+    from tests.conftest import corpus_manifest
+
+    return [(entry["file"], entry.get("password")) for entry in corpus_manifest()]
+
+
+@pytest.mark.parametrize(("name", "password"), _corpus_files())
+def test_page_tree_walk_equals_pypdf_flatten_on_the_corpus(corpus, monkeypatch, name, password):
+    fast, slow = _both_walks(corpus / name, monkeypatch, password)
+    assert fast == slow
+
+
+def test_page_tree_skips_pages_that_cannot_act(corpus, monkeypatch):
+    reader = PdfReader(corpus / "clean" / "freeculture.pdf")
+    walked: list = []
+    original = riskscan._Walk.page
+    monkeypatch.setattr(riskscan._Walk, "page", lambda self, page: walked.append(page))
+    riskscan.scan_structure(reader)
+    assert 0 < len(walked) < len(reader.pages) == 352  # the skip is real, the annotated kept
+    monkeypatch.setattr(riskscan._Walk, "page", original)
+
+
+# Pages whose bytes try to hide an acting key from a byte-level reader: every one must be
+# parsed, so the walk finds what pypdf's flatten finds.
+HIDING_PAGES = {
+    "string_holding_endobj": b"/X (endobj) /Annots [6 0 R]",
+    "comment_holding_endobj": b"% endobj\n/Annots [6 0 R]",
+    "name_endobj": b"/endobj /Annots [6 0 R]",
+    "dictionary_closed_early": b"/X <</Y 1>>endobj /Annots [6 0 R]",
+    "hex_escaped_key": b"/Ann#6fts [6 0 R]",
+    "hex_string_brackets": b"/X <656e646f626a> /Annots [6 0 R]",
+    "page_aa": b"/AA << /O 6 0 R >>",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HIDING_PAGES))
+def test_page_tree_parses_every_page_that_might_act(tmp_path, monkeypatch, name):
+    action = ANNOTATION_JS if name != "page_aa" else pdf_factory.JS_ACTION
+    path = _write(tmp_path, pdf_factory.document(page=HIDING_PAGES[name], extra={6: action}))
+    fast, slow = _both_walks(path, monkeypatch)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("name", ["hex_escaped_key", "page_aa", "string_holding_endobj"])
+def test_page_tree_finds_javascript_behind_hiding_bytes(tmp_path, name):
+    action = ANNOTATION_JS if name != "page_aa" else pdf_factory.JS_ACTION
+    path = _write(tmp_path, pdf_factory.document(page=HIDING_PAGES[name], extra={6: action}))
+    assert "javascript" in _keys(riskscan.structure_event(str(path), None)["indicators"])
+
+
+def test_page_in_an_object_stream_is_parsed(tmp_path, monkeypatch):
+    data = pdf_factory.document(page=b"/Annots [6 0 R]", extra={6: ANNOTATION_JS}, in_objstm=(3,))
+    path = _write(tmp_path, data)
+    fast, slow = _both_walks(path, monkeypatch)
+    assert fast == slow and "javascript" in _keys(fast["indicators"])
+
+
+def test_irregular_page_tree_falls_back_to_pypdf(tmp_path, monkeypatch):
+    # A kid listed twice: pypdf's flatten decides what that means, not _PageTree.
+    data = pdf_factory.document(page=b"/Annots [6 0 R]", extra={6: ANNOTATION_JS})
+    data = data.replace(b"/Kids [3 0 R] /Count 1", b"/Kids [3 0 R 3 0 R] /Count 2")
+    path = _write(tmp_path, data)
+    fast, slow = _both_walks(path, monkeypatch)
+    assert fast == slow
+
+
+def test_xref_offset_at_another_object_is_not_trusted(tmp_path, monkeypatch):
+    # The xref sends page 3 to a harmless decoy page (object 7); pypdf finds the header
+    # wrong and repairs the offset to the real page 3, whose link runs JavaScript.
+    decoy = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>"
+    data = pdf_factory.document(page=b"/Annots [6 0 R]", extra={6: ANNOTATION_JS, 7: decoy})
+    real, fake = data.index(b"\n3 0 obj") + 1, data.index(b"\n7 0 obj") + 1
+    data = data.replace(b"%010d 00000 n \n" % real, b"%010d 00000 n \n" % fake, 1)
+    path = _write(tmp_path, data)
+    fast, slow = _both_walks(path, monkeypatch)
+    assert fast == slow and "javascript" in _keys(fast["indicators"])
