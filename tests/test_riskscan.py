@@ -233,7 +233,7 @@ def test_rejected_features(tmp_path, corpus):
 
 # --- the page tree: leaf pages read as bytes when they cannot act ----------------------------
 
-ANNOTATION_JS = b"<< /Type /Annot /Subtype /Link /Rect [0 0 9 9] /A " + pdf_factory.JS_ACTION + b" >>"
+ANNOTATION_JS = b"<< /Type /Annot /Subtype /Link /A " + pdf_factory.JS_ACTION + b" >>"
 
 
 def _walk_like_pypdf(monkeypatch) -> None:
