@@ -222,6 +222,8 @@ class Pipeline:
             child.start()
             if self._killed:  # a stop that came before the child existed
                 child.kill()
+            if self.screener:  # while the child opens the file, off the upload's answer
+                self.screening = self.screener.with_byte_scan(self.screening, upload)
             try:
                 for event in child.events():
                     self.collected.add(event)

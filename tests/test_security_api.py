@@ -386,3 +386,27 @@ def _eventually_empty(app, timeout: float = 60) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+class TestByteScanWithTheJob:
+    """The byte scan runs in the job, not in the upload's answer; a re-run keeps one."""
+
+    def test_job_record_screening_has_no_byte_scan_but_the_result_does(self, make_app):
+        app = make_app()
+        client = app.test_client()
+        job_id = post(client, pdf_factory.obfuscated_javascript()).get_json()["job_id"]
+        job = poll(client, job_id)
+        assert "byte_scan" not in app.extensions["pdfx"].store.get(job_id)["screening"]
+        assert any(i["source"] == "bytes" for i in job["data"]["security"]["indicators"])
+
+    def test_with_byte_scan_scans_once(self, tmp_path):
+        from screening import Screener
+
+        path = pdf_factory.save(tmp_path, "doc.pdf", pdf_factory.obfuscated_javascript())
+        screener = Screener(make_settings(tmp_path))
+        scanned = screener.with_byte_scan({"sha256": "s"}, path)
+        assert scanned["byte_scan"]["names"]["/JavaScript"]["obfuscated"] == 1
+        kept = {"sha256": "s", "byte_scan": {"kept": True}}
+        assert screener.with_byte_scan(kept, path) is kept
+        gone = screener.with_byte_scan({"sha256": "s"}, tmp_path / "missing.pdf")
+        assert gone["byte_scan"] is None  # reported as unknown risk, never low
