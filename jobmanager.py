@@ -14,6 +14,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -65,6 +66,7 @@ class Owned:
     job_dir: Path
     screening: dict
     done: threading.Event = field(default_factory=threading.Event)
+    dedupe_key: str | None = None  # the content fingerprint a DEDUPE index points at
     future: Future | None = None
     pipeline: Pipeline | None = None
     stop_reason: str | None = None  # cancelled, lost, handed_back, store_down or dropped
@@ -139,7 +141,7 @@ class JobManager:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
         metrics.record_job_submitted()
-        self._start(job_id, Owned(token, job_dir, screening), options)
+        self._start(job_id, Owned(token, job_dir, screening, dedupe_key=prints.content), options)
         return job
 
     def wait(self, job_id: str, timeout: float) -> bool:
@@ -218,7 +220,7 @@ class JobManager:
         log.warning("job %s: re-running on this worker (attempt %d)", job_id, attempt)
         job_dir = Path(record["job_dir"])
         screening = record.get("screening") or self.screener.screen_upload(job_dir / UPLOAD_NAME)
-        owned = Owned(token, job_dir, screening)
+        owned = Owned(token, job_dir, screening, dedupe_key=record.get("dedupe_key"))
         metrics.record_job_submitted()  # a re-run goes through this worker's queue too
         self._start(job_id, owned, options_from_record(record))
 
@@ -337,6 +339,7 @@ class JobManager:
                 self._nhost,
                 launcher=self.launcher,
                 fence=owned.token,
+                before_complete=self._indexer(job_id, owned, options),
             )
             pipeline.screen(self.screener, owned.screening)
             owned.pipeline = pipeline
@@ -361,6 +364,19 @@ class JobManager:
             logs.clear()
         if ended:
             self._ended_by_id(job_id, options)
+
+    def _indexer(self, job_id: str, owned: Owned, options: JobOptions) -> Callable[[], None]:
+        """Return what indexes the result for DEDUPE just before it is stored: once a client
+        sees the job completed, an identical upload finds it (an index to a job that then
+        fails is harmless: only completed jobs are reused)."""
+
+        def index() -> None:
+            if self.settings.dedupe and not options.password:
+                record = {"job_id": job_id, "dedupe_key": owned.dedupe_key}
+                with contextlib.suppress(ExtractorError):
+                    remember_result(self.store, record)
+
+        return index
 
     def _ended_by_id(self, job_id: str, options: JobOptions) -> None:
         if not (self.settings.dedupe or options.send_webhook):

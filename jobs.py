@@ -138,6 +138,7 @@ class Pipeline:
         nhost: NhostClient | None = None,
         launcher: ChildLauncher | None = None,
         fence: str | None = None,
+        before_complete: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = FencedWriter(store, job_id, fence, settings.store_retry_s)
@@ -145,6 +146,7 @@ class Pipeline:
         self.options = options
         self.nhost = nhost
         self.launcher = launcher
+        self.before_complete = before_complete
         self.collected = PageCollector()
         self._last_write = 0.0
         self._started = self._stage_started = time.monotonic()
@@ -186,6 +188,8 @@ class Pipeline:
             self.store.fail(error.code, error.message)
             self._finished("failed", error.code)
             return
+        if self.before_complete is not None:
+            self.before_complete()
         self.store.complete(
             data,
             message="Extraction complete.",

@@ -338,6 +338,21 @@ class TestIdempotency:
             app.extensions["pdfx"].jobs.shutdown()
 
 
+    def test_dedupe_index_exists_the_moment_the_job_reads_completed(self, tmp_path, corpus):
+        # The long-poll answers at the instant of the completion write: an identical upload
+        # sent right then must already find the result (it is indexed before that write).
+        app = create_app(make_settings(tmp_path, dedupe=True))
+        client = app.test_client()
+        try:
+            for size in range(1000, 1005):  # a new result each time: none to reuse before
+                first = upload(client, corpus / SMALL, chunk_size=size).get_json()["job_id"]
+                assert client.get(f"/job/{first}?wait=30").get_json()["status"] == "completed"
+                again = upload(client, corpus / SMALL, chunk_size=size).get_json()
+                assert again["status"] == "completed" and again["job_id"] != first
+        finally:
+            app.extensions["pdfx"].jobs.shutdown()
+
+
 def upload_with(client, path: Path, headers: dict, **fields):
     """POST a file with extra headers."""
     values: dict = {key: str(value) for key, value in fields.items()}
