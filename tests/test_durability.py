@@ -337,7 +337,6 @@ class TestIdempotency:
         finally:
             app.extensions["pdfx"].jobs.shutdown()
 
-
     def test_dedupe_index_exists_the_moment_the_job_reads_completed(self, tmp_path, corpus):
         # The long-poll answers at the instant of the completion write: an identical upload
         # sent right then must already find the result (it is indexed before that write).
