@@ -178,3 +178,129 @@ def test_well_formed_headers_skip_pypdfs_method(corpus, monkeypatch) -> None:
     reader.stream.seek(offset)
     assert reader.read_object_header(reader.stream) == (number, 0)
     assert calls == []
+
+
+# --- cross-reference streams, decoded column by column ---------------------------------------
+
+
+def _open(reader_class, data: bytes) -> tuple[Any, ...]:
+    """Open ``data``; return what the xref reading decided (or the error's type)."""
+    try:
+        reader = reader_class(BytesIO(data))
+    except Exception as exc:  # the outcome under comparison
+        return ("error", type(exc).__name__)
+    return reader.xref, reader.xref_objStm, plain(reader.trailer)
+
+
+@pytest.mark.parametrize("entry", corpus_manifest(), ids=lambda entry: entry["file"])
+def test_open_builds_the_same_xref_as_pypdf_on_every_corpus_file(corpus, entry, caplog) -> None:
+    data = (corpus / entry["file"]).read_bytes()
+    with caplog.at_level(logging.ERROR):
+        assert _open(LazyObjStmReader, data) == _open(pypdf.PdfReader, data)
+
+
+def test_regular_xref_streams_skip_pypdfs_loop(corpus, monkeypatch) -> None:
+    calls = []
+    original = pypdf.PdfReader._read_xref_subsections
+
+    def counted(self, *args):
+        calls.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(pypdf.PdfReader, "_read_xref_subsections", counted)
+    LazyObjStmReader(corpus / "clean/2023_Q1_MSFT.pdf")
+    assert calls == []  # a pypdf upgrade that changes get_entry's closure fails here
+    pypdf.PdfReader(corpus / "clean/2023_Q1_MSFT.pdf")
+    assert calls  # and pypdf itself still goes through the method
+
+
+SKELETON = {
+    1: b"<< /Type /Catalog /Pages 2 0 R >>",
+    2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+}
+
+
+def xref_stream_pdf(widths: list[int], index: list[int] | None, rows: list[tuple], cut: int = 0):
+    """A PDF whose one xref stream has ``widths``, ``index`` and ``rows`` of field values
+    (``"@n"`` = the offset of object n; a field of width 0 is not written), its data
+    short by ``cut`` bytes."""
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = {}
+    for num, body in SKELETON.items():
+        offsets[num] = len(out)
+        out += b"%d 0 obj\n%s\nendobj\n" % (num, body)
+    xref_at = len(out)
+    data = b""
+    for row in rows:
+        for value, width in zip(row, widths, strict=False):
+            if isinstance(value, str):  # "@n": object n's offset
+                value = offsets[int(value[1:])]
+            data += value.to_bytes(width, "big") if width else b""
+    data = data[: len(data) - cut]
+    index_entry = b"/Index [%s] " % b" ".join(b"%d" % n for n in index) if index else b""
+    w = b" ".join(b"%d" % n for n in widths)
+    size = b"%d" % max(len(rows), 4)  # without /Index, the rows are objects 0..size-1
+    out += b"9 0 obj\n<< /Type /XRef /Size %s /W [%s] %s/Root 1 0 R /Length %d >>\n" % (
+        size,
+        w,
+        index_entry,
+        len(data),
+    )
+    out += b"stream\n" + data + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n" % xref_at
+    return bytes(out)
+
+
+ROWS = [(0, 0, 255), (1, "@1", 0), (1, "@2", 0), (1, "@3", 0)]
+XREF_STREAMS = {
+    "plain": ([1, 4, 2], None, ROWS, 0),
+    "wide_fields": ([1, 8, 3], None, ROWS, 0),
+    "type_width_zero": ([0, 4, 1], [1, 3], [(9, "@1", 0), (9, "@2", 0), (9, "@3", 0)], 0),
+    "generation_width_zero": ([1, 4, 0], [1, 3], [(1, "@1"), (1, "@2"), (1, "@3")], 0),
+    "compressed_and_free": (
+        [1, 4, 2],
+        None,
+        ROWS + [(2, 7, 0), (2, 7, 1), (0, 0, 0), (2, 8, 4)],
+        0,
+    ),
+    "unknown_type": ([1, 4, 2], None, ROWS + [(2, 7, 0), (3, 5, 5), (2, 8, 4)], 0),
+    "subsections_with_duplicates": (
+        [1, 4, 2],
+        [0, 4, 2, 2, 1, 1],
+        ROWS + [(1, "@3", 0), (2, 7, 0), (1, "@1", 0)],
+        0,
+    ),
+    "generations_and_overlaps": (
+        [1, 4, 2],
+        [1, 3, 1, 3],
+        [(1, "@1", 0), (1, "@2", 5), (1, "@3", 0), (2, 7, 1), (1, "@2", 0), (1, "@3", 5)],
+        0,
+    ),
+    "short_data": ([1, 4, 2], None, ROWS, 3),
+    "width_over_eight": ([1, 9, 2], None, ROWS, 0),
+    "four_widths": ([1, 4, 2, 1], None, [r + (0,) for r in ROWS], 0),
+    "odd_index": ([1, 4, 2], [0, 4, 7], ROWS, 0),
+}
+
+
+IRREGULAR = {"short_data", "width_over_eight", "four_widths", "odd_index", "unknown_type"}
+
+
+@pytest.mark.parametrize("name", sorted(XREF_STREAMS))
+@pytest.mark.parametrize("strict", [False, True])
+def test_xref_streams_read_the_same_as_pypdf(name, strict, caplog, monkeypatch) -> None:
+    widths, index, rows, cut = XREF_STREAMS[name]
+    data = xref_stream_pdf(widths, index, rows, cut)
+    calls = []
+    original = pypdf.PdfReader._read_xref_subsections
+    monkeypatch.setattr(
+        pypdf.PdfReader,
+        "_read_xref_subsections",
+        lambda self, *args: calls.append(1) or original(self, *args),
+    )
+    with caplog.at_level(logging.ERROR):
+        lazy = _open(lambda stream: LazyObjStmReader(stream, strict=strict), data)
+        if not strict:  # strict: pypdf's own loop (or its earlier refusal)
+            assert bool(calls) == (name in IRREGULAR)  # decoded by columns, or not
+        eager = _open(lambda stream: pypdf.PdfReader(stream, strict=strict), data)
+    assert lazy == eager
