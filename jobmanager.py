@@ -379,8 +379,8 @@ class JobManager:
         return index
 
     def _ended_by_id(self, job_id: str, options: JobOptions) -> None:
-        if not (self.settings.dedupe or options.send_webhook):
-            return  # job_ended has nothing to do: spare reading the whole result back
+        if not options.send_webhook:
+            return  # DEDUPE's index is written before the end: spare reading the result back
         try:
             record = self.store.get(job_id)
         except ExtractorError:
