@@ -89,7 +89,7 @@ class JobManager:
         self._lock = threading.Lock()
         self.draining = False
         # Long-polls hold a request thread each: at most JOB_WAIT_SLOTS of them at a time.
-        self._wait_slots = threading.BoundedSemaphore(max(1, settings.job_wait_slots))
+        self._wait_slots = threading.BoundedSemaphore(settings.job_wait_slots)  # 0: none
         self.notifier = Notifier(settings, store)
         self.supervisor = Supervisor(self)
         if background:
@@ -154,9 +154,7 @@ class JobManager:
         """Wait (a long-poll) until a job run by any worker ends, at most ``timeout_s``
         (capped by JOB_WAIT_MAX_S); return False at once when every wait slot is taken."""
         timeout_s = min(timeout_s, self.settings.job_wait_max_s)
-        if timeout_s <= 0 or not self.settings.job_wait_slots:
-            return False
-        if not self._wait_slots.acquire(blocking=False):
+        if timeout_s <= 0 or not self._wait_slots.acquire(blocking=False):
             return False
         try:
             self.store.wait_ended(job_id, timeout_s)

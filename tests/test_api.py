@@ -299,6 +299,14 @@ class TestLongPoll:
         assert time.monotonic() - start < 1.5 and body["status"] == "processing"
         holder.join()
 
+    def test_zero_wait_slots_turn_the_long_poll_off(self, tmp_path, request):
+        app = create_app(make_settings(tmp_path, job_wait_slots=0))
+        request.addfinalizer(app.extensions["pdfx"].jobs.shutdown)
+        job_id = stored_job(app.extensions["pdfx"].store, "processing")
+        start = time.monotonic()
+        body = app.test_client().get(f"/job/{job_id}?wait=20").get_json()
+        assert time.monotonic() - start < 5 and body["status"] == "processing"
+
     @pytest.mark.parametrize("status", ["completed", "failed"])
     def test_wait_on_an_ended_job_answers_at_once(self, app, client, status):
         job_id = stored_job(app.extensions["pdfx"].store, status)
