@@ -304,3 +304,131 @@ def test_xref_streams_read_the_same_as_pypdf(name, strict, caplog, monkeypatch) 
             assert bool(calls) == (name in IRREGULAR)  # decoded by columns, or not
         eager = _open(lambda stream: pypdf.PdfReader(stream, strict=strict), data)
     assert lazy == eager
+
+
+# --- classic cross-reference tables, read with regexes --------------------------------------
+
+
+def table_pdf(sections: list[tuple[int, list[bytes]]], eol: bytes = b" \n", **parts: bytes):
+    """A PDF with one classic xref table of ``sections`` (first number, entries); an entry
+    is b"n"/b"f" with ``@n`` for object n's offset, or raw bytes. ``parts`` replace the
+    header (b"xref\\n"), the text before "trailer" (b"") and the trailer keyword."""
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = {}
+    for num, body in SKELETON.items():
+        offsets[num] = len(out)
+        out += b"%d 0 obj\n%s\nendobj\n" % (num, body)
+    xref_at = len(out)
+    out += parts.get("head", b"xref\n")
+    for first, entries in sections:
+        out += b"%d %d\n" % (first, len(entries))
+        for entry in entries:
+            if entry.startswith(b"@"):  # "@n g": object n's offset, generation g
+                num, _, generation = entry[1:].partition(b" ")
+                entry = b"%010d %05d n" % (offsets[int(num)], int(generation or 0)) + eol
+            out += entry
+    out += parts.get("before_trailer", b"") + parts.get("trailer", b"trailer")
+    out += b"\n<< /Size 4 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref_at
+    return bytes(out)
+
+
+FREE = b"0000000000 65535 f \n"
+TABLES = {
+    "plain": ([(0, [FREE, b"@1", b"@2", b"@3"])], {}),
+    "crlf": ([(0, [b"0000000000 65535 f\r\n", b"@1", b"@2", b"@3"])], {"eol": b"\r\n"}),
+    "space_cr": ([(0, [b"0000000000 65535 f \r", b"@1", b"@2", b"@3"])], {"eol": b" \r"}),
+    "cr_cr": ([(0, [b"0000000000 65535 f\r\r", b"@1", b"@2", b"@3"])], {"eol": b"\r\r"}),
+    "two_subsections": ([(0, [FREE, b"@1"]), (2, [b"@2", b"@3"])], {}),
+    "generations_after_the_first": ([(0, [FREE, b"@1 2", b"@2", b"@3 7"])], {}),
+    "not_zero_indexed": ([(1, [b"@1", b"@2", b"@3"])], {}),
+    "free_and_generations": (
+        [(0, [FREE, b"@1", b"0000000000 00001 f \n", b"@3 5", b"0000000000 65535 f \n"])],
+        {},
+    ),
+    "no_free_head": ([(0, [b"@1", b"@1", b"@2", b"@3"])], {}),
+    "overlapping_subsections": ([(0, [FREE, b"@1", b"@2"]), (1, [b"@3", b"@2", b"@3"])], {}),
+    "empty_subsection": ([(0, [FREE, b"@1", b"@2", b"@3"]), (9, [])], {}),
+    "tab_separated_header": ([(0, [FREE, b"@1", b"@2", b"@3"])], {"head": b"xref\r\n\t"}),
+    # Irregular: pypdf's own method reads these.
+    "crlf_after_space": ([(0, [b"0000000000 65535 f \r\n", b"@1"])], {"eol": b" \r\n"}),
+    "nineteen_bytes": ([(0, [b"0000000000 65535 f\n", b"@1", b"@2", b"@3"])], {"eol": b"\n"}),
+    "comment_before_trailer": ([(0, [FREE, b"@1", b"@2", b"@3"])], {"before_trailer": b"%c\n"}),
+    "no_trailer": ([(0, [FREE, b"@1", b"@2", b"@3"])], {"trailer": b"trialer"}),
+    "short_entry": ([(0, [FREE, b"@1", b"000000001 00000 n \n", b"@3"])], {}),
+    "letters_in_entry": ([(0, [FREE, b"@1", b"00000000x9 00000 n \n", b"@3"])], {}),
+    "unknown_kind": ([(0, [FREE, b"@1", b"0000000009 00000 q \n", b"@3"])], {}),
+    "fewer_entries_than_declared": ([(0, [FREE, b"@1"]), (2, [b"@2"])], {"before_trailer": b""}),
+}
+IRREGULAR_TABLES = {
+    "crlf_after_space", "nineteen_bytes", "comment_before_trailer", "no_trailer",
+    "short_entry", "letters_in_entry", "unknown_kind",
+}  # fmt: skip
+
+
+def _table_outcome(reader_class, data: bytes, caplog) -> tuple[Any, ...]:
+    """Open ``data``; return every table the xref reading fills (or the error) and the
+    warnings logged."""
+    caplog.clear()
+    try:
+        reader = reader_class(BytesIO(data))
+    except Exception as exc:  # the outcome under comparison
+        return ("error", type(exc).__name__, str(exc)), caplog.messages
+    objects = [plain(reader.get_object(num)) for num in range(1, 4)]
+    tables = (reader.xref, reader.xref_free_entry, reader.xref_index, plain(reader.trailer))
+    return tables, objects, caplog.messages
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+@pytest.mark.parametrize("strict", [False, True])
+def test_xref_tables_read_the_same_as_pypdf(name, strict, caplog, monkeypatch) -> None:
+    sections, parts = TABLES[name]
+    data = table_pdf(sections, **parts)
+    if name == "fewer_entries_than_declared":  # declares 3 entries, holds 2
+        data = data.replace(b"0 2\n", b"0 3\n", 1)
+    calls = []
+    original = pypdf.PdfReader._read_standard_xref_table
+    monkeypatch.setattr(
+        pypdf.PdfReader,
+        "_read_standard_xref_table",
+        lambda self, stream: calls.append(1) or original(self, stream),
+    )
+    caplog.set_level(logging.WARNING)
+    lazy = _table_outcome(lambda stream: LazyObjStmReader(stream, strict=strict), data, caplog)
+    regular = name not in IRREGULAR_TABLES and name != "fewer_entries_than_declared"
+    assert bool(calls) == (strict or not regular)  # read by regexes, or by pypdf
+    eager = _table_outcome(lambda stream: pypdf.PdfReader(stream, strict=strict), data, caplog)
+    assert lazy == eager
+
+
+def test_an_incremental_update_reads_the_same_as_pypdf(corpus, caplog) -> None:
+    base = table_pdf([(0, [FREE, b"@1", b"@2", b"@3"])])
+    body = b"3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 100 100] >>\nendobj\n"
+    update_at = len(base)
+    prev = int(base.rsplit(b"startxref\n", 1)[1].split()[0])
+    xref_at = update_at + len(body)
+    update = body + b"xref\n0 1\n0000000000 65535 f \n3 1\n%010d 00000 n \n" % update_at
+    update += b"trailer\n<< /Size 4 /Root 1 0 R /Prev %d >>\nstartxref\n%d\n%%%%EOF\n" % (
+        prev,
+        xref_at,
+    )
+    data = base + update
+    caplog.set_level(logging.WARNING)
+    lazy = _table_outcome(LazyObjStmReader, data, caplog)
+    assert lazy == _table_outcome(pypdf.PdfReader, data, caplog)
+    assert lazy[1][2]["/MediaBox"] == [("NumberObject", "0")] * 2 + [("NumberObject", "100")] * 2
+
+
+def test_regular_xref_tables_skip_pypdfs_method(corpus, monkeypatch) -> None:
+    calls = []
+    original = pypdf.PdfReader._read_standard_xref_table
+    monkeypatch.setattr(
+        pypdf.PdfReader,
+        "_read_standard_xref_table",
+        lambda self, stream: calls.append(1) or original(self, stream),
+    )
+    lazy = LazyObjStmReader(corpus / "clean/2022_Q3_INTC.pdf")
+    assert calls == []
+    eager = pypdf.PdfReader(corpus / "clean/2022_Q3_INTC.pdf")
+    assert calls
+    assert (lazy.xref, lazy.xref_free_entry) == (eager.xref, eager.xref_free_entry)
+    assert len(lazy.xref[0]) > 20_000
