@@ -27,6 +27,12 @@ A classic xref table is read by pypdf 20 bytes at a time with a split and two in
 table (subsections of exact 20-byte entries, whitespace, "trailer") with two regexes over the
 file's bytes and fills the tables by pypdf's rules; any oddity (comments, 19- or 21-byte
 entries, strict mode) is pypdf's own method.
+
+Every other object of an unencrypted file, outside object streams, is parsed by
+``pypdf_plain`` when its bytes are in that module's plain subset (page and annotation
+dictionaries, actions, the catalog): ~3.5x faster than pypdf's ``read_object``, and the
+structure walk of freeculture.pdf / GeoTopo-komprimiert.pdf drops from 123 / 151 ms to 52 /
+55 ms. What it refuses, cached objects, free entries and encrypted files are pypdf's.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from pypdf import PdfReader
 from pypdf._utils import WHITESPACES_AS_BYTES, StreamType, read_non_whitespace
 from pypdf.errors import PdfStreamError
 from pypdf.generic import IndirectObject, NumberObject, PdfObject, read_object
+
+from pypdf_plain import read_plain_object
 
 # pypdf's header reading, when it meets no oddity: each number is at most
 # _MAXIMUM_PART_LENGTH non-whitespace bytes (one more is "exceeds maximum length") and ends
@@ -69,7 +77,33 @@ class LazyObjStmReader(PdfReader):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._objstm_index: dict[int, tuple[BytesIO, int, dict[int, int]] | None] = {}
         self._view: memoryview | None = None
+        self._data: bytes | None = None  # the file's bytes, for pypdf_plain once opened
         super().__init__(*args, **kwargs)
+        if isinstance(self.stream, BytesIO):
+            self._data = self.stream.getvalue()  # a BytesIO made from bytes shares them
+
+    def get_object(self, indirect_reference: int | IndirectObject) -> PdfObject | None:
+        """Return an object as pypdf does; a plain one outside object streams is parsed by
+        ``pypdf_plain`` (what it refuses, and everything else, is pypdf's own reading)."""
+        ref = indirect_reference
+        if isinstance(ref, int):
+            ref = IndirectObject(ref, 0, self)
+        obj = self._plain_object(ref)
+        if obj is None:
+            return super().get_object(indirect_reference)
+        return self.cache_indirect_object(ref.generation, ref.idnum, obj)
+
+    def _plain_object(self, ref: IndirectObject) -> PdfObject | None:
+        """Parse an uncached, uncompressed, in-use object of an unencrypted file, or None."""
+        generation, idnum = ref.generation, ref.idnum
+        if self._data is None or self._encryption is not None:
+            return None
+        if (generation, idnum) in self.resolved_objects or idnum in self.xref_objStm:
+            return None
+        offset = self.xref.get(generation, {}).get(idnum)
+        if not isinstance(offset, int) or self.xref_free_entry.get(generation, {}).get(idnum):
+            return None
+        return read_plain_object(self._data, offset, idnum, generation, self)
 
     def read(self, stream: StreamType) -> None:
         """Read the file's structure as pypdf does, with a view of its bytes meanwhile."""

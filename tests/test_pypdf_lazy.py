@@ -12,6 +12,7 @@ import pytest
 from conftest import corpus_manifest
 from pypdf.generic import IndirectObject
 
+import pypdf_lazy
 import riskscan
 from parse_child import configure_pypdf
 from pdf_engines import pypdf_metadata
@@ -432,3 +433,62 @@ def test_regular_xref_tables_skip_pypdfs_method(corpus, monkeypatch) -> None:
     assert calls
     assert (lazy.xref, lazy.xref_free_entry) == (eager.xref, eager.xref_free_entry)
     assert len(lazy.xref[0]) > 20_000
+
+
+# --- plain objects, parsed by pypdf_plain --------------------------------------------------
+
+
+def _password(entry: dict) -> str | None:
+    return entry.get("password")
+
+
+def _walked(reader_class: type, path: Path, password: str | None) -> tuple[Any, ...]:
+    """Open, decrypt and walk a file; return metadata, structure and every object (or the
+    error's type)."""
+    try:
+        reader = reader_class(path)
+        if reader.is_encrypted:
+            reader.decrypt(password or "")
+        metadata = pypdf_metadata(reader)
+        walk = riskscan.scan_structure(reader)
+        numbers = sorted({(g, n) for g, table in reader.xref.items() for n in table})[:3000]
+        objects = []
+        for generation, number in numbers:
+            try:
+                objects.append(plain(reader.get_object(IndirectObject(number, generation, reader))))
+            except Exception as exc:  # noqa: BLE001 - the error itself is compared
+                objects.append(("error", type(exc).__name__))
+    except Exception as exc:  # noqa: BLE001 - the error itself is compared
+        return ("error", type(exc).__name__)
+    return metadata, walk, objects
+
+
+@pytest.mark.parametrize("entry", corpus_manifest(), ids=lambda entry: entry["file"])
+def test_plain_objects_read_the_same_as_pypdf_on_every_corpus_file(corpus, entry, caplog):
+    path, password = corpus / entry["file"], _password(entry)
+    with caplog.at_level(logging.CRITICAL):
+        assert _walked(LazyObjStmReader, path, password) == _walked(pypdf.PdfReader, path, password)
+
+
+def test_plain_objects_skip_pypdfs_parser(corpus, monkeypatch) -> None:
+    parsed = []
+    original = pypdf_lazy.read_plain_object
+
+    def counted(*args):
+        found = original(*args)
+        parsed.append(found is not None)
+        return found
+
+    monkeypatch.setattr(pypdf_lazy, "read_plain_object", counted)
+    reader = LazyObjStmReader(corpus / "clean/freeculture.pdf")
+    riskscan.scan_structure(reader)
+    assert sum(parsed) > 300  # its 172 link annotations, their actions and its pages
+    assert reader.get_object(3) is reader.get_object(3)  # cached, as pypdf caches
+
+
+def test_encrypted_files_never_take_the_plain_path(corpus, monkeypatch) -> None:
+    entry = next(e for e in corpus_manifest() if e["class"] == "encrypted" and e.get("password"))
+    monkeypatch.setattr(pypdf_lazy, "read_plain_object", lambda *args: pytest.fail("plain"))
+    reader = LazyObjStmReader(corpus / entry["file"])
+    reader.decrypt(entry["password"])
+    riskscan.scan_structure(reader)
