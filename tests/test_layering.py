@@ -16,6 +16,7 @@ DOMAIN_MODULES = """
     antivirus child_events chunking content_safety extraction forkserver idempotency jobrecord
     jobstore
     leases logs metrics nhost_auth nhost_client openapi page_split pdf_engines pdf_text pypdf_lazy
+    pypdf_plain
     readiness recovery riskscan sanitize screening validation webhooks
 """
 TIERS = {
