@@ -222,15 +222,21 @@ SKELETON = {
 }
 
 
-def xref_stream_pdf(widths: list[int], index: list[int] | None, rows: list[tuple], cut: int = 0):
-    """A PDF whose one xref stream has ``widths``, ``index`` and ``rows`` of field values
-    (``"@n"`` = the offset of object n; a field of width 0 is not written), its data
-    short by ``cut`` bytes."""
-    out = bytearray(b"%PDF-1.7\n")
+def skeleton(header: bytes) -> tuple[bytearray, dict[int, int]]:
+    """Return a PDF's header and SKELETON's objects, and each object's offset."""
+    out = bytearray(header)
     offsets = {}
     for num, body in SKELETON.items():
         offsets[num] = len(out)
         out += b"%d 0 obj\n%s\nendobj\n" % (num, body)
+    return out, offsets
+
+
+def xref_stream_pdf(widths: list[int], index: list[int] | None, rows: list[tuple], cut: int = 0):
+    """A PDF whose one xref stream has ``widths``, ``index`` and ``rows`` of field values
+    (``"@n"`` = the offset of object n; a field of width 0 is not written), its data
+    short by ``cut`` bytes."""
+    out, offsets = skeleton(b"%PDF-1.7\n")
     xref_at = len(out)
     data = b""
     for row in rows:
@@ -314,11 +320,7 @@ def table_pdf(sections: list[tuple[int, list[bytes]]], eol: bytes = b" \n", **pa
     """A PDF with one classic xref table of ``sections`` (first number, entries); an entry
     is b"n"/b"f" with ``@n`` for object n's offset, or raw bytes. ``parts`` replace the
     header (b"xref\\n"), the text before "trailer" (b"") and the trailer keyword."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = {}
-    for num, body in SKELETON.items():
-        offsets[num] = len(out)
-        out += b"%d 0 obj\n%s\nendobj\n" % (num, body)
+    out, offsets = skeleton(b"%PDF-1.4\n")
     xref_at = len(out)
     out += parts.get("head", b"xref\n")
     for first, entries in sections:
@@ -366,6 +368,16 @@ IRREGULAR_TABLES = {
 }  # fmt: skip
 
 
+def count_calls(monkeypatch, method: str) -> list[int]:
+    """Count the calls of pypdf's own ``PdfReader.<method>``; return the growing list."""
+    calls: list[int] = []
+    original = getattr(pypdf.PdfReader, method)
+    monkeypatch.setattr(
+        pypdf.PdfReader, method, lambda self, *args: calls.append(1) or original(self, *args)
+    )
+    return calls
+
+
 def _table_outcome(reader_class, data: bytes, caplog) -> tuple[Any, ...]:
     """Open ``data``; return every table the xref reading fills (or the error) and the
     warnings logged."""
@@ -386,13 +398,7 @@ def test_xref_tables_read_the_same_as_pypdf(name, strict, caplog, monkeypatch) -
     data = table_pdf(sections, **parts)
     if name == "fewer_entries_than_declared":  # declares 3 entries, holds 2
         data = data.replace(b"0 2\n", b"0 3\n", 1)
-    calls = []
-    original = pypdf.PdfReader._read_standard_xref_table
-    monkeypatch.setattr(
-        pypdf.PdfReader,
-        "_read_standard_xref_table",
-        lambda self, stream: calls.append(1) or original(self, stream),
-    )
+    calls = count_calls(monkeypatch, "_read_standard_xref_table")
     caplog.set_level(logging.WARNING)
     lazy = _table_outcome(lambda stream: LazyObjStmReader(stream, strict=strict), data, caplog)
     regular = name not in IRREGULAR_TABLES and name != "fewer_entries_than_declared"
@@ -420,13 +426,7 @@ def test_an_incremental_update_reads_the_same_as_pypdf(corpus, caplog) -> None:
 
 
 def test_regular_xref_tables_skip_pypdfs_method(corpus, monkeypatch) -> None:
-    calls = []
-    original = pypdf.PdfReader._read_standard_xref_table
-    monkeypatch.setattr(
-        pypdf.PdfReader,
-        "_read_standard_xref_table",
-        lambda self, stream: calls.append(1) or original(self, stream),
-    )
+    calls = count_calls(monkeypatch, "_read_standard_xref_table")
     lazy = LazyObjStmReader(corpus / "clean/2022_Q3_INTC.pdf")
     assert calls == []
     eager = pypdf.PdfReader(corpus / "clean/2022_Q3_INTC.pdf")
