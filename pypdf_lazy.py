@@ -24,9 +24,9 @@ anything else is pypdf's own loop.
 
 A classic xref table is read by pypdf 20 bytes at a time with a split and two ints per entry
 (23,699 entries, ~50 ms on 2022_Q3_INTC.pdf). ``_read_standard_xref_table`` checks a regular
-table (subsections of exact 20-byte entries, whitespace, "trailer") with two regexes over the
-file's bytes and fills the tables by pypdf's rules; any oddity (comments, 19- or 21-byte
-entries, strict mode) is pypdf's own method.
+table (subsections of exact 20-byte entries, whitespace, "trailer") column by column with
+byte slices, splits it once and fills the tables by pypdf's rules; any oddity (comments, 19-
+or 21-byte entries, strict mode) is pypdf's own method.
 
 Every other object of an unencrypted file, outside object streams, is parsed by
 ``pypdf_plain`` when its bytes are in that module's plain subset (page and annotation
@@ -61,8 +61,9 @@ _HEADER = re.compile(
 _WINDOW = 2 * _PART + 6 + 64
 # A classic xref table as pypdf reads it when it meets no oddity: "xref" (the "x" is already
 # read), whitespace, then subsections "first count" of 20-byte entries "oooooooooo ggggg n"
-# ending in " \r", " \n" or "\r\n", each followed by whitespace and the next subsection or
-# "trailer". Comments, 19- or 21-byte entries, signs and the like go to pypdf's method.
+# ending in " \r", " \n", "\r\n" or "\r\r", each followed by whitespace and the next
+# subsection or "trailer". Comments, 19- or 21-byte entries, signs and the like go to
+# pypdf's method.
 _WS = b"[%s]" % re.escape(WHITESPACES_AS_BYTES)
 _TABLE_START = re.compile(rb"ref%b*" % _WS)
 _SUBSECTION = re.compile(rb"(\d{1,10})%b+(\d{1,10})%b+" % (_WS, _WS))
@@ -76,11 +77,8 @@ class LazyObjStmReader(PdfReader):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._objstm_index: dict[int, tuple[BytesIO, int, dict[int, int]] | None] = {}
-        self._view: memoryview | None = None
-        self._data: bytes | None = None  # the file's bytes, for pypdf_plain once opened
+        self._data: bytes | None = None  # the file's bytes (xref tables, pypdf_plain)
         super().__init__(*args, **kwargs)
-        if isinstance(self.stream, BytesIO):
-            self._data = self.stream.getvalue()  # a BytesIO made from bytes shares them
 
     def get_object(self, indirect_reference: int | IndirectObject) -> PdfObject | None:
         """Return an object as pypdf does; a plain one outside object streams is parsed by
@@ -96,8 +94,8 @@ class LazyObjStmReader(PdfReader):
     def _plain_object(self, ref: IndirectObject) -> PdfObject | None:
         """Parse an uncached, uncompressed, in-use object of an unencrypted file, or None."""
         generation, idnum = ref.generation, ref.idnum
-        if self._data is None or self._encryption is not None:
-            return None
+        if self._data is None or self._encryption is not None or "/Encrypt" in self.trailer:
+            return None  # an encrypted file's objects (its /Encrypt too) are pypdf's
         if (generation, idnum) in self.resolved_objects or idnum in self.xref_objStm:
             return None
         offset = self.xref.get(generation, {}).get(idnum)
@@ -106,16 +104,10 @@ class LazyObjStmReader(PdfReader):
         return read_plain_object(self._data, offset, idnum, generation, self)
 
     def read(self, stream: StreamType) -> None:
-        """Read the file's structure as pypdf does, with a view of its bytes meanwhile."""
-        # The view lives only while the file is opened: a BytesIO with a view cannot close.
-        view = stream.getbuffer() if isinstance(stream, BytesIO) else None
-        self._view = view
-        try:
-            super().read(stream)
-        finally:
-            self._view = None
-            if view is not None:
-                view.release()
+        """Read the file's structure as pypdf does, keeping its bytes at hand."""
+        # A BytesIO made from bytes (pypdf reads a path into one) shares them: no copy.
+        self._data = stream.getvalue() if isinstance(stream, BytesIO) else None
+        super().read(stream)
 
     def read_object_header(self, stream: StreamType) -> tuple[int, int]:
         """Read ``N G obj`` as pypdf does, with one regex match when it is well formed."""
@@ -131,7 +123,7 @@ class LazyObjStmReader(PdfReader):
     def _read_standard_xref_table(self, stream: StreamType) -> None:
         """Read a classic xref table as pypdf does, with regexes when it is regular."""
         start = stream.tell()
-        table = None if self.strict or self._view is None else _regular_table(self._view, start)
+        table = None if self.strict or self._data is None else _regular_table(self._data, start)
         if table is None:
             return super()._read_standard_xref_table(stream)
         subsections, end = table
@@ -254,7 +246,7 @@ class LazyObjStmReader(PdfReader):
         return BytesIO(raw), int(first), own
 
 
-def _regular_table(data: memoryview, start: int) -> tuple[list, int] | None:
+def _regular_table(data: bytes, start: int) -> tuple[list, int] | None:
     """Return a regular classic xref table's subsections (first number, the entries' bytes)
     and the offset after its ``trailer`` keyword; None when anything is irregular."""
     head = _TABLE_START.match(data, start)
@@ -267,7 +259,7 @@ def _regular_table(data: memoryview, start: int) -> tuple[list, int] | None:
             return None
         first, size = int(section[1]), int(section[2])
         entries_end = section.end() + size * _ENTRY_SIZE
-        entries = bytes(data[section.end() : entries_end])
+        entries = data[section.end() : entries_end]
         if len(entries) != size * _ENTRY_SIZE or not _regular_entries(entries):
             return None
         subsections.append((first, entries))
