@@ -121,7 +121,7 @@ class LazyObjStmReader(PdfReader):
         return int(match[1]), int(match[2])
 
     def _read_standard_xref_table(self, stream: StreamType) -> None:
-        """Read a classic xref table as pypdf does, with regexes when it is regular."""
+        """Read a classic xref table as pypdf does, in bulk when it is regular."""
         start = stream.tell()
         table = None if self.strict or self._data is None else _regular_table(self._data, start)
         if table is None:
@@ -137,30 +137,12 @@ class LazyObjStmReader(PdfReader):
     def _add_table_entries(self, first: int, entries: bytes) -> None:
         """Record one subsection's entries by pypdf's rules (the newest table read wins)."""
         numbers = range(first, first + len(entries) // _ENTRY_SIZE)
-        offsets = list(map(int, entries.split()[0::3]))
-        generations = _generations(entries)
-        free_flags = [kind == ord("f") for kind in entries[17::_ENTRY_SIZE]]
-        if self.xref or 65535 in generations[1:]:
-            entries_in_order = zip(numbers, offsets, generations, free_flags, strict=True)
-            return self._add_entries_one_by_one(entries_in_order)
-        # The newest table's first subsection: no entry to keep, and pypdf's per-entry
-        # checks reduce to plain assignments (65535 marks, as pypdf's, only from entry 0).
+        offsets = map(int, entries.split()[0::3])
+        free_flags = (kind == ord("f") for kind in entries[17::_ENTRY_SIZE])
         xref, free = self.xref, self.xref_free_entry
-        for generation in dict.fromkeys(generations):  # made in order of first use
-            xref[generation], free[generation] = {}, {}
         for num, offset, generation, is_free in zip(
-            numbers, offsets, generations, free_flags, strict=True
+            numbers, offsets, _generations(entries), free_flags, strict=True
         ):
-            if not is_free:
-                xref[generation][num] = offset
-            free[generation][num] = is_free
-        if 65535 in free:
-            free[65535].update(zip(numbers, free_flags, strict=True))
-        return None
-
-    def _add_entries_one_by_one(self, entries: Any) -> None:
-        xref, free = self.xref, self.xref_free_entry
-        for num, offset, generation, is_free in entries:
             if generation not in xref:
                 xref[generation] = {}
                 free[generation] = {}
