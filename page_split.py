@@ -9,13 +9,17 @@ memory and CPU budget) and, through memory only, the request and its password. I
 on a private pipe and never returns into the child's code.
 
 The page helper (``ForkedHalf``) writes one JSON page event per line; a thread of the child
-collects them by page number, and the child emits them in page order among its own. If the
-helper dies, the child reads the helper's remaining pages itself.
+collects them by page number, and the child emits them in page order among its own. Pages are
+not halved in advance: a ``PageDispenser`` hands the next page to whichever process is free,
+so both stay busy to the end (with fixed halves the child, which also relays the helper's
+pages, finished up to 160 ms after the helper on GeoTopo-komprimiert.pdf, BENCHMARKS.md). If
+the helper dies, the child reads the pages it had not sent itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -26,6 +30,7 @@ from collections.abc import Callable, Iterator
 
 WAIT_S = 0.5
 READ_BLOCK = 64 * 1024
+PAGE_RECORD_BYTES = 4  # one page number, big-endian
 
 
 class ForkedWork:
@@ -126,31 +131,69 @@ class ForkedHalf:
         self._reader.join(WAIT_S)
 
 
-def split_pages(selected: list[int]) -> tuple[list[int], list[int]]:
-    """Return (the child's pages, the helper's pages): every other page, so both halves
-    cover the document evenly and pages can be sent in order as they come."""
-    return selected[0::2], selected[1::2]
+class PageDispenser:
+    """The pages still to read, in a pipe of 4-byte page numbers that the child and its
+    forked helper share; each process takes the next page when it is free.
+
+    The whole list is written before the fork and the write end closed, so a read finds a
+    record or the end. Linux reads a pipe under its lock, so a 4-byte read by one process
+    never interleaves with another's: each page goes to exactly one of them. Nothing is
+    held: a process killed mid-page loses only the page it took.
+    """
+
+    def __init__(self, read_fd: int) -> None:
+        self._read_fd = read_fd
+
+    @classmethod
+    def create(cls, pages: list[int]) -> PageDispenser | None:
+        """Return a dispenser of ``pages`` in order, or None if they do not fit in a pipe."""
+        data = b"".join(number.to_bytes(PAGE_RECORD_BYTES, "big") for number in pages)
+        read_fd, write_fd = os.pipe()
+        try:
+            os.set_blocking(write_fd, False)  # never block on a pipe nobody reads yet
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, max(len(data), 4096))
+            written = os.write(write_fd, data) if data else 0
+        except BlockingIOError:
+            written = -1
+        finally:
+            os.close(write_fd)
+        if written != len(data):
+            os.close(read_fd)
+            return None
+        return cls(read_fd)
+
+    def take(self) -> int | None:
+        """Return the next page nobody has taken, or None when none is left."""
+        record = os.read(self._read_fd, PAGE_RECORD_BYTES)
+        return int.from_bytes(record, "big") if len(record) == PAGE_RECORD_BYTES else None
+
+    def close(self) -> None:
+        """Close this process's end of the pipe."""
+        os.close(self._read_fd)
 
 
 def merged_events(
-    selected: list[int], own_event: Callable[[int], dict], helper: ForkedHalf
+    selected: list[int],
+    own_event: Callable[[int], dict],
+    helper: ForkedHalf,
+    dispenser: PageDispenser,
 ) -> Iterator[dict]:
-    """Yield every selected page's event in order, reading the child's half meanwhile."""
-    mine, _ = split_pages(selected)
-    pending = list(reversed(mine))
-    ready: dict[int, dict] = {}
+    """Yield every selected page's event in order. The first page is the child's own (its
+    text gives the title), the rest go to whichever process takes them from ``dispenser``;
+    waiting for one of the helper's pages, the child reads the next free page meanwhile."""
+    ready = {selected[0]: own_event(selected[0])} if selected else {}
     for number in selected:
         event = ready.pop(number, None)
         while event is None:
             event = helper.take(number)
-            if event is not None:
-                break
-            if pending:  # work ahead on the child's own half
-                own = pending.pop()
-                ready[own] = own_event(own)
+            if event is None and helper.ended:
+                # It finished or died without this page: read it here, and from now on
+                # every page neither process has read (the pipe is not touched again).
+                event = helper.take(number) or own_event(number)
+            elif event is None and (claimed := dispenser.take()) is not None:
+                ready[claimed] = own_event(claimed)
                 event = ready.pop(number, None)
-            elif helper.ended:  # the helper died: read its page here
-                event = own_event(number)
-            else:
+            elif event is None:
                 helper.wait()
         yield event

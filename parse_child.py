@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from page_split import ForkedHalf, merged_events, split_pages
+from page_split import ForkedHalf, PageDispenser, merged_events
 from pdf_engines import (
     ChildError,
     Engine,
@@ -198,11 +199,12 @@ def emit_pages(
     selected: list[int],
     texts: PageTexts,
     writer: EventWriter,
-    helper: ForkedHalf | None = None,
+    split: SplitRead | None = None,
 ) -> None:
-    """Write one page event per selected page (half of them read by ``helper`` if given)."""
-    if helper is not None:
-        for event in merged_events(selected, lambda number: page_event(texts, number), helper):
+    """Write one page event per selected page (shared with a helper when ``split`` is given)."""
+    if split is not None:
+        own_event = functools.partial(page_event, texts)
+        for event in merged_events(selected, own_event, split.helper, split.dispenser):
             writer.emit(event)
         return
     tables = TableReader(request, writer) if request.wants_tables else None
@@ -217,22 +219,41 @@ def emit_pages(
             tables.close()
 
 
-def start_helper(request: Request, selected: list[int]) -> ForkedHalf | None:
-    """Fork a helper reading every other page when the document is large enough (pdfium
-    text only: tables and the fallback engines stay in one process)."""
+@dataclass
+class SplitRead:
+    """A page helper and the dispenser it shares with the child."""
+
+    helper: ForkedHalf
+    dispenser: PageDispenser
+
+    def close(self) -> None:
+        """Stop the helper and close the child's end of the dispenser."""
+        self.helper.close()
+        self.dispenser.close()
+
+
+def start_helper(request: Request, selected: list[int]) -> SplitRead | None:
+    """Fork a helper sharing the pages after the first when the document is large enough
+    (pdfium text only: tables and the fallback engines stay in one process)."""
     wanted = request.split_min_pages and len(selected) >= request.split_min_pages
     if not wanted or request.wants_tables or (os.cpu_count() or 1) < 2:
         return None
-    _, theirs = split_pages(selected)
-    return ForkedHalf(lambda fd: helper_work(request, theirs, fd))
+    dispenser = PageDispenser.create(selected[1:])
+    if dispenser is None:  # more pages than a pipe holds: one process reads them all
+        return None
+    try:
+        return SplitRead(ForkedHalf(lambda fd: helper_work(request, dispenser, fd)), dispenser)
+    except BaseException:
+        dispenser.close()
+        raise
 
 
-def helper_work(request: Request, numbers: list[int], fd: int) -> None:
+def helper_work(request: Request, dispenser: PageDispenser, fd: int) -> None:
     """In the forked helper: open the document afresh (a fork shares file offsets, so the
-    child's handle must not be used) and write the pages' events on ``fd``."""
+    child's handle must not be used) and write the events of the pages it takes on ``fd``."""
     writer = EventWriter(os.fdopen(fd, "wb"))
     texts = PageTexts(PdfiumEngine(request.path, request.password), request)
-    for number in numbers:
+    while (number := dispenser.take()) is not None:
         writer.emit(page_event(texts, number))
 
 
@@ -271,14 +292,14 @@ def run_with_metadata_process(
     # Both forks come before the page helper starts its thread.
     reader = MetadataProcess(request, lambda pypdf_reader: security_event(request, pypdf_reader))
     try:
-        helper = start_helper(request, selected)
+        split = start_helper(request, selected)
         preliminary = {**engine.metadata(), "num_pages": engine.page_count, "title_inferred": False}
         emit_opened(engine, selected, preliminary, writer)
         try:
-            emit_pages(request, selected, texts, writer, helper)
+            emit_pages(request, selected, texts, writer, split)
         finally:
-            if helper is not None:
-                helper.close()
+            if split is not None:
+                split.close()
         metadata = reader.result() or fallback_metadata(engine, writer)
     finally:
         reader.close()

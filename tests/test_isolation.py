@@ -3,8 +3,6 @@ child processes, and through real gunicorn (2 workers, real Redis) while /health
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 import sys
 import threading
@@ -16,7 +14,6 @@ import requests
 
 import errors
 from extraction import ChildLauncher, ChildLimits, ExtractionProcess, ExtractRequest
-from page_split import ForkedHalf, merged_events
 from tests import hostile_pdfs
 from tests.servers import GunicornServer
 
@@ -278,21 +275,6 @@ def test_split_reading_sends_the_same_events_as_one_process(corpus):
     assert one[1] is None and split[1] is None
     assert split[0] == one[0]
     assert len(pages_of(split[0])) == 117
-
-
-def test_pages_of_a_dead_helper_are_read_by_the_child():
-    def helper_sends_one_page_then_dies(fd: int) -> None:
-        os.write(fd, json.dumps({"type": "page", "page_number": 2, "text": "helper"}).encode())
-        os.write(fd, b"\n")
-        os._exit(1)
-
-    helper = ForkedHalf(helper_sends_one_page_then_dies)
-    try:
-        events = list(merged_events([1, 2, 3, 4, 5], lambda n: {"page_number": n}, helper))
-    finally:
-        helper.close()
-    assert [e["page_number"] for e in events] == [1, 2, 3, 4, 5]
-    assert events[1]["text"] == "helper"
 
 
 def live_group_members(pgid: int) -> list[int]:
