@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
@@ -131,6 +132,15 @@ class TestAsyncExtraction:
         assert data["metadata"]["num_pages"] == 4
         assert data["chunks"] and all(c["char_count"] <= 2000 for c in data["chunks"])
         assert {p for c in data["chunks"] for p in c["pages"]} == {1, 2, 3, 4}
+
+    def test_a_large_upload_is_stored_byte_for_byte(self, client, corpus):
+        # 3.8 MB: read through LargeBodyReads' 1 MB buffer
+        path = corpus / "clean/2022_Q3_INTC.pdf"
+        job_id = upload(client, path, extract_type="metadata").get_json()["job_id"]
+        job = poll(client, job_id)
+        assert job["status"] == "completed", job
+        assert job["data"]["security"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert job["data"]["metadata"]["num_pages"] == 61
 
     def test_page_selection_limits_text_and_chunk_pages(self, client, corpus):
         job_id = upload(client, corpus / "clean/pdflatex-4-pages.pdf", pages="2-3").get_json()[
