@@ -397,6 +397,31 @@ def test_child_imports_no_parser_before_its_limits_are_set():
     assert done.stdout.split("\n")[:2] == ["[]", "[0, 0]"]
 
 
+def test_a_parse_imports_nothing_the_zygote_did_not_import(corpus):
+    # Every module a job imports is imported again by each forked child: the zygote must
+    # hold them all. One process: the same calls a job's child and its forks make.
+    probe = (
+        "import sys, parse_child, pdf_engines\n"
+        "parse_child.import_parsers()\n"
+        "before = set(sys.modules)\n"
+        f"request = pdf_engines.Request({str(corpus / 'clean/2022_Q3_INTC.pdf')!r}, None,"
+        " None, 'all', False, 10000)\n"
+        "reader = pdf_engines.open_pypdf(request)\n"
+        "pdf_engines.pypdf_metadata(reader)\n"
+        "parse_child.security_event(request, reader)\n"
+        "engine = pdf_engines.open_engine(request)\n"
+        "texts = pdf_engines.PageTexts(engine, request)\n"
+        "parse_child.page_event(texts, 1)\n"
+        "engine.metadata()\n"
+        "ours = ('pypdf', 'pypdfium2', 'pypdf_lazy', 'pypdf_plain', 'riskscan', 'encodings')\n"
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ours))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
 # --- pypdf's metadata and structure walk in a forked process of the child ----------------
 
 KILL_ITSELF = "lambda request: os.kill(os.getpid(), signal.SIGKILL)"
