@@ -128,7 +128,8 @@ def open_outcome(reader_class: type, path: Path, caplog: Any) -> tuple:
         reader = reader_class(path)
     except Exception as exc:  # noqa: BLE001 - the error itself is compared
         return (type(exc), str(exc)), caplog.messages
-    return (reader.xref, reader.xref_objStm, reader.xref_free_entry), caplog.messages
+    order = {generation: list(entries) for generation, entries in reader.xref.items()}
+    return (reader.xref, order, reader.xref_objStm, reader.xref_free_entry), caplog.messages
 
 
 @pytest.mark.parametrize("name", ALL_FILES)
@@ -361,6 +362,10 @@ TABLES = {
     "letters_in_entry": ([(0, [FREE, b"@1", b"00000000x9 00000 n \n", b"@3"])], {}),
     "unknown_kind": ([(0, [FREE, b"@1", b"0000000009 00000 q \n", b"@3"])], {}),
     "fewer_entries_than_declared": ([(0, [FREE, b"@1"]), (2, [b"@2"])], {"before_trailer": b""}),
+    # Regular tables naming offsets where no header reads: pypdf's check drops them.
+    "offset_into_the_header": ([(0, [FREE, b"@1", b"0000000003 00000 n \n", b"@3"])], {}),
+    "offset_past_the_end": ([(0, [FREE, b"@1", b"9999999999 00000 n \n", b"@3 2"])], {}),
+    "offset_inside_an_object": ([(0, [FREE, b"@1", b"@2", b"0000000013 00000 n \n"])], {}),
 }
 IRREGULAR_TABLES = {
     "crlf_after_space", "nineteen_bytes", "comment_before_trailer", "no_trailer",
@@ -423,6 +428,19 @@ def test_an_incremental_update_reads_the_same_as_pypdf(corpus, caplog) -> None:
     lazy = _table_outcome(LazyObjStmReader, data, caplog)
     assert lazy == _table_outcome(pypdf.PdfReader, data, caplog)
     assert lazy[1][2]["/MediaBox"] == [("NumberObject", "0")] * 2 + [("NumberObject", "100")] * 2
+
+
+def test_well_formed_headers_are_checked_at_once_on_open(corpus, monkeypatch) -> None:
+    calls: list[int] = []
+    original = LazyObjStmReader.read_object_header
+    monkeypatch.setattr(
+        LazyObjStmReader,
+        "read_object_header",
+        lambda self, stream: calls.append(1) or original(self, stream),
+    )
+    reader = LazyObjStmReader(corpus / "clean/2022_Q3_INTC.pdf")
+    assert len(reader.xref[0]) > 20_000
+    assert len(calls) < 100  # pypdf's check called it for 23,698 entries before
 
 
 def test_regular_xref_tables_skip_pypdfs_method(corpus, monkeypatch) -> None:
