@@ -128,8 +128,16 @@ def open_outcome(reader_class: type, path: Path, caplog: Any) -> tuple:
         reader = reader_class(path)
     except Exception as exc:  # noqa: BLE001 - the error itself is compared
         return (type(exc), str(exc)), caplog.messages
-    order = {generation: list(entries) for generation, entries in reader.xref.items()}
-    return (reader.xref, order, reader.xref_objStm, reader.xref_free_entry), caplog.messages
+    tables = (reader.xref, reader.xref_objStm, reader.xref_free_entry)
+    return (tables, key_orders(reader)), caplog.messages
+
+
+def key_orders(reader: Any) -> tuple[list, list]:
+    """Return the order of the xref's and free-entry tables' keys, generation by generation."""
+    return (
+        [(generation, list(table)) for generation, table in reader.xref.items()],
+        [(generation, list(table)) for generation, table in reader.xref_free_entry.items()],
+    )
 
 
 @pytest.mark.parametrize("name", ALL_FILES)
@@ -393,7 +401,7 @@ def _table_outcome(reader_class, data: bytes, caplog) -> tuple[Any, ...]:
         return ("error", type(exc).__name__, str(exc)), caplog.messages
     objects = [plain(reader.get_object(num)) for num in range(1, 4)]
     tables = (reader.xref, reader.xref_free_entry, reader.xref_index, plain(reader.trailer))
-    return tables, objects, caplog.messages
+    return tables, key_orders(reader), objects, caplog.messages
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))
@@ -427,7 +435,25 @@ def test_an_incremental_update_reads_the_same_as_pypdf(corpus, caplog) -> None:
     caplog.set_level(logging.WARNING)
     lazy = _table_outcome(LazyObjStmReader, data, caplog)
     assert lazy == _table_outcome(pypdf.PdfReader, data, caplog)
-    assert lazy[1][2]["/MediaBox"] == [("NumberObject", "0")] * 2 + [("NumberObject", "100")] * 2
+    assert lazy[2][2]["/MediaBox"] == [("NumberObject", "0")] * 2 + [("NumberObject", "100")] * 2
+
+
+def test_a_classic_table_under_a_newer_xref_stream_reads_the_same_as_pypdf(caplog) -> None:
+    # The stream (read first) makes xref[2] but no free-entry table for generation 2; the
+    # older table's generation-2 entries then follow pypdf's rule for a table it did not make.
+    base = table_pdf([(0, [FREE, b"@1", b"@2 2", b"@3"])])
+    prev = int(base.rsplit(b"startxref\n", 1)[1].split()[0])
+    object_3 = base.index(b"3 0 obj")
+    xref_at = len(base)
+    rows = [(1, object_3, 2), (1, xref_at, 0)]
+    data = b"".join(b"%c%s%s" % (t, o.to_bytes(4, "big"), g.to_bytes(2, "big")) for t, o, g in rows)
+    update = b"9 0 obj\n<< /Type /XRef /Size 10 /W [1 4 2] /Index [3 1 9 1] /Prev %d " % prev
+    update += b"/Root 1 0 R /Length %d >>\nstream\n%s\nendstream\nendobj\n" % (len(data), data)
+    update += b"startxref\n%d\n%%%%EOF\n" % xref_at
+    caplog.set_level(logging.WARNING)
+    lazy = _table_outcome(LazyObjStmReader, base + update, caplog)
+    assert lazy == _table_outcome(pypdf.PdfReader, base + update, caplog)
+    assert 2 in lazy[0][0] and 2 not in lazy[0][1]  # xref[2] without xref_free_entry[2]
 
 
 def test_well_formed_headers_are_checked_at_once_on_open(corpus, monkeypatch) -> None:
