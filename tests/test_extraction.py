@@ -391,10 +391,15 @@ def test_child_imports_no_parser_before_its_limits_are_set():
         "parse_child.apply_limits(parse_child.Limits(memory_mb=1024, cpu_s=60))\n"
         "print(list(resource.getrlimit(resource.RLIMIT_CORE)))\n"
     )
+    assert run_fresh(probe).split("\n")[:2] == ["[]", "[0, 0]"]
+
+
+def run_fresh(probe: str) -> str:
+    """Run ``probe`` in a fresh interpreter in the project directory; return its stdout."""
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
     )
-    assert done.stdout.split("\n")[:2] == ["[]", "[0, 0]"]
+    return done.stdout
 
 
 def test_a_parse_imports_nothing_the_zygote_did_not_import(corpus):
@@ -416,10 +421,7 @@ def test_a_parse_imports_nothing_the_zygote_did_not_import(corpus):
         "ours = ('pypdf', 'pypdfium2', 'pypdf_lazy', 'pypdf_plain', 'riskscan', 'encodings')\n"
         "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ours))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "[]"
+    assert run_fresh(probe).strip() == "[]"
 
 
 # --- pypdf's metadata and structure walk in a forked process of the child ----------------
