@@ -58,18 +58,18 @@ from pypdf_plain import read_plain_object
 # at the one whitespace byte it consumes; "obj" is read as 3 bytes, then every byte of
 # WHITESPACES (not bytes.isspace(): no \x0b) is skipped, to stop on the first other byte.
 _PART = IndirectObject._MAXIMUM_PART_LENGTH
-_HEADER = re.compile(
-    rb"(\d{1,%d}) (\d{1,%d}) obj[%s]*" % (_PART, _PART, re.escape(WHITESPACES_AS_BYTES))
+_HEADER_PATTERN = rb"(\d{1,%d}) (\d{1,%d}) obj[%s]*" % (
+    _PART,
+    _PART,
+    re.escape(WHITESPACES_AS_BYTES),
 )
+_HEADER = re.compile(_HEADER_PATTERN)
 # Enough for both numbers at their limit, " obj" and some whitespace; a match reaching the
 # window's end (more whitespace, or the end of the file) goes to pypdf's method.
 _WINDOW = 2 * _PART + 6 + 64
 # The same header, matched in the file's bytes up to the window's end: the lookahead asks
 # for a byte after the whitespace, as the match above must not reach the window's end.
-_HEADER_IN_WINDOW = re.compile(
-    rb"(?:\d{1,%d}) (?:\d{1,%d}) obj[%s]*(?=[^%s])"
-    % (_PART, _PART, re.escape(WHITESPACES_AS_BYTES), re.escape(WHITESPACES_AS_BYTES))
-)
+_HEADER_IN_WINDOW = re.compile(_HEADER_PATTERN + rb"(?=[^%s])" % re.escape(WHITESPACES_AS_BYTES))
 _FREE_GENERATION = 65535  # pypdf's check skips this table
 # A classic xref table as pypdf reads it when it meets no oddity: "xref" (the "x" is already
 # read), whitespace, then subsections "first count" of 20-byte entries "oooooooooo ggggg n"
@@ -192,8 +192,8 @@ class LazyObjStmReader(PdfReader):
                 xref[generation][num] = offset
             if generation in free:  # pypdf ignores the KeyError of a table it did not make
                 free[generation][num] = is_free
-            if 65535 in free:
-                free[65535][num] = is_free
+            if _FREE_GENERATION in free:
+                free[_FREE_GENERATION][num] = is_free
 
     def _read_xref_subsections(self, idx_pairs: list[int], get_entry: Any, used_before: Any):
         """Fill the xref from a stream's subsections as pypdf does, decoding regular data
