@@ -153,7 +153,7 @@ class PageDispenser:
             os.set_blocking(write_fd, False)  # never block on a pipe nobody reads yet
             with contextlib.suppress(OSError):
                 fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, max(len(data), 4096))
-            written = os.write(write_fd, data) if data else 0
+            written = os.write(write_fd, data)
         except BlockingIOError:
             written = -1
         finally:
@@ -187,13 +187,15 @@ def merged_events(
         event = ready.pop(number, None)
         while event is None:
             event = helper.take(number)
-            if event is None and helper.ended:
+            if event is not None:
+                break
+            if helper.ended:
                 # It finished or died without this page: read it here, and from now on
                 # every page neither process has read (the pipe is not touched again).
                 event = helper.take(number) or own_event(number)
-            elif event is None and (claimed := dispenser.take()) is not None:
+            elif (claimed := dispenser.take()) is not None:
                 ready[claimed] = own_event(claimed)
                 event = ready.pop(number, None)
-            elif event is None:
+            else:
                 helper.wait()
         yield event
