@@ -1,4 +1,4 @@
-"""Work in forked processes of the parse child: half of a large document's pages, and
+"""Work in forked processes of the parse child: a share of a large document's pages, and
 (``pdf_engines.MetadataProcess``) pypdf's metadata and structure walk.
 
 pdfium is single-threaded (and not thread-safe), and pypdf is pure Python holding the GIL,
@@ -174,16 +174,16 @@ class PageDispenser:
 
 
 def merged_events(
-    selected: list[int],
+    pages: list[int],
     own_event: Callable[[int], dict],
     helper: ForkedHalf,
     dispenser: PageDispenser,
 ) -> Iterator[dict]:
-    """Yield every selected page's event in order. The first page is the child's own (its
-    text gives the title), the rest go to whichever process takes them from ``dispenser``;
-    waiting for one of the helper's pages, the child reads the next free page meanwhile."""
-    ready = {selected[0]: own_event(selected[0])} if selected else {}
-    for number in selected:
+    """Yield the events of ``pages`` (the dispenser's) in order, each read by whichever
+    process took it; waiting for one of the helper's pages, the child reads the next free
+    page meanwhile."""
+    ready: dict[int, dict] = {}
+    for number in pages:
         event = ready.pop(number, None)
         while event is None:
             event = helper.take(number)

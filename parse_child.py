@@ -205,13 +205,12 @@ def emit_pages(
     selected: list[int],
     texts: PageTexts,
     writer: EventWriter,
-    split: SplitRead | None = None,
+    shared: PdfiumEngine | None = None,
 ) -> None:
-    """Write one page event per selected page (shared with a helper when ``split`` is given)."""
-    if split is not None:
-        own_event = functools.partial(page_event, texts)
-        for event in merged_events(selected, own_event, split.helper, split.dispenser):
-            writer.emit(event)
+    """Write one page event per selected page; with ``shared`` (pdfium's open document) a
+    forked helper may share the pages after the first."""
+    if shared is not None and split_wanted(request, selected):
+        emit_shared_pages(request, selected, texts, writer, shared)
         return
     tables = TableReader(request, writer) if request.wants_tables else None
     try:
@@ -223,6 +222,38 @@ def emit_pages(
     finally:
         if tables is not None:
             tables.close()
+
+
+def split_wanted(request: Request, selected: list[int]) -> bool:
+    """Tell whether the document is large enough to share its pages with a helper (pdfium
+    text only: tables and the fallback engines stay in one process)."""
+    wanted = request.split_min_pages and len(selected) >= request.split_min_pages
+    return bool(wanted) and not request.wants_tables and (os.cpu_count() or 1) >= 2
+
+
+def emit_shared_pages(
+    request: Request,
+    selected: list[int],
+    texts: PageTexts,
+    writer: EventWriter,
+    engine: PdfiumEngine,
+) -> None:
+    """Write the first page's event (its text gives the title), then fork a helper and
+    write the rest, each read by whichever process takes it first."""
+    writer.emit(page_event(texts, selected[0]))
+    rest = selected[1:]
+    own_event = functools.partial(page_event, texts)
+    # Forked after the first page, the helper inherits what pdfium cached reading it.
+    split = start_helper(request, rest, engine)
+    if split is None:  # more pages than a pipe holds: the child reads them all
+        for number in rest:
+            writer.emit(own_event(number))
+        return
+    try:
+        for event in merged_events(rest, own_event, split.helper, split.dispenser):
+            writer.emit(event)
+    finally:
+        split.close()
 
 
 @dataclass
@@ -238,27 +269,29 @@ class SplitRead:
         self.dispenser.close()
 
 
-def start_helper(request: Request, selected: list[int]) -> SplitRead | None:
-    """Fork a helper sharing the pages after the first when the document is large enough
-    (pdfium text only: tables and the fallback engines stay in one process)."""
-    wanted = request.split_min_pages and len(selected) >= request.split_min_pages
-    if not wanted or request.wants_tables or (os.cpu_count() or 1) < 2:
-        return None
-    dispenser = PageDispenser.create(selected[1:])
-    if dispenser is None:  # more pages than a pipe holds: one process reads them all
+def start_helper(request: Request, pages: list[int], engine: PdfiumEngine) -> SplitRead | None:
+    """Fork a helper that takes ``pages`` from a dispenser shared with the child; None when
+    they do not fit in a pipe."""
+    dispenser = PageDispenser.create(pages)
+    if dispenser is None:
         return None
     try:
-        return SplitRead(ForkedHalf(lambda fd: helper_work(request, dispenser, fd)), dispenser)
+        work = functools.partial(helper_work, request, engine, dispenser)
+        return SplitRead(ForkedHalf(work), dispenser)
     except BaseException:
         dispenser.close()
         raise
 
 
-def helper_work(request: Request, dispenser: PageDispenser, fd: int) -> None:
-    """In the forked helper: open the document afresh (a fork shares file offsets, so the
-    child's handle must not be used) and write the events of the pages it takes on ``fd``."""
+def helper_work(request: Request, engine: PdfiumEngine, dispenser: PageDispenser, fd: int) -> None:
+    """In the forked helper: write the events of the pages it takes on ``fd``. It reads the
+    child's open document when that is in memory, else opens the file afresh (a fork shares
+    file offsets, so the child's descriptor must not be used); its own page texts, so no
+    fallback engine the child opened is touched."""
     writer = EventWriter(os.fdopen(fd, "wb"))
-    texts = PageTexts(PdfiumEngine(request.path, request.password), request)
+    if not engine.forkable:
+        engine = PdfiumEngine(request.path, request.password)
+    texts = PageTexts(engine, request)
     while (number := dispenser.take()) is not None:
         writer.emit(page_event(texts, number))
 
@@ -295,17 +328,12 @@ def run_with_metadata_process(
 ) -> None:
     """Announce the pages with pdfium's metadata at once; meanwhile read pypdf's metadata and
     the security structure walk in a forked process, and send them after the pages."""
-    # Both forks come before the page helper starts its thread.
+    # Both forks (this one, then the page helper's) come before the helper's thread starts.
     reader = MetadataProcess(request, lambda pypdf_reader: security_event(request, pypdf_reader))
     try:
-        split = start_helper(request, selected)
         preliminary = {**engine.metadata(), "num_pages": engine.page_count, "title_inferred": False}
         emit_opened(engine, selected, preliminary, writer)
-        try:
-            emit_pages(request, selected, texts, writer, split)
-        finally:
-            if split is not None:
-                split.close()
+        emit_pages(request, selected, texts, writer, shared=engine)
         metadata = reader.result() or fallback_metadata(engine, writer)
     finally:
         reader.close()

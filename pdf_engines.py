@@ -5,8 +5,10 @@ functions, so importing this module loads none of them (the child sets its limit
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import mmap
 import os
 import re
 from collections.abc import Callable
@@ -73,13 +75,33 @@ class Request:
         return self.include_tables or self.extract_type == "tables"
 
 
+def map_file(path: str) -> ctypes.Array | None:
+    """Return the file's bytes as a private memory map (a ctypes buffer, as pdfium takes),
+    or None when it cannot be mapped (empty, not a regular file, no address space left)."""
+    try:
+        with open(path, "rb") as handle:
+            # ACCESS_COPY: ctypes needs a writable buffer; nothing writes, so nothing is copied.
+            mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError):
+        return None
+    return (ctypes.c_char * len(mapping)).from_buffer(mapping)
+
+
 class PdfiumEngine:
+    """pdfium's open document. It reads the file from a private memory map when it can:
+    then a forked process may go on reading the same open document (``forkable``), with
+    what pdfium has cached so far; a file it reads through a descriptor would share that
+    descriptor's offset with the fork."""
+
     name = "pdfium"
 
     def __init__(self, path: str, password: str | None) -> None:
         import pypdfium2
 
-        self.doc = pypdfium2.PdfDocument(path, password=password)
+        # The map lives as long as the document holds it (unmapped when both are freed).
+        mapped = map_file(path)
+        self.forkable = mapped is not None
+        self.doc = pypdfium2.PdfDocument(path if mapped is None else mapped, password=password)
 
     @property
     def page_count(self) -> int:

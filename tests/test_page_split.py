@@ -3,12 +3,18 @@ child emits every page in order whether the helper works, dies holding a page, o
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
+from pathlib import Path
 
 from page_split import ForkedHalf, ForkedWork, PageDispenser, merged_events
+from parse_child import helper_work, page_event
+from pdf_engines import PageTexts, PdfiumEngine, Request, map_file
 
-PAGES = list(range(1, 6))
+PAGES = list(range(2, 6))  # the dispenser's: the child reads page 1 before the fork
+FOUR_PAGES = "clean/pdflatex-4-pages.pdf"
 
 
 def own(number: int) -> dict:
@@ -23,7 +29,7 @@ def send(fd: int, number: int) -> None:
 def merged(helper_work) -> list[dict]:
     """Run merged_events with a helper that has already taken page 2 (taken before the fork,
     so no race decides who gets it) and then runs ``helper_work(dispenser, fd)``."""
-    dispenser = PageDispenser.create(PAGES[1:])
+    dispenser = PageDispenser.create(PAGES)
     assert dispenser.take() == 2
     helper = ForkedHalf(lambda fd: helper_work(dispenser, fd))
     try:
@@ -74,8 +80,7 @@ def test_the_pages_a_working_helper_takes_are_its_own():
 
     events = merged(helper)
     assert [event["page_number"] for event in events] == PAGES
-    assert events[0]["text"] == "child"  # the first page always is (the title's page)
-    assert events[1]["text"] == "helper"
+    assert events[0]["text"] == "helper"
 
 
 def test_a_helper_that_sends_one_page_then_dies_leaves_the_rest_to_the_child():
@@ -85,7 +90,7 @@ def test_a_helper_that_sends_one_page_then_dies_leaves_the_rest_to_the_child():
 
     events = merged(helper)
     assert [event["page_number"] for event in events] == PAGES
-    assert [event["text"] for event in events] == ["child", "helper", "child", "child", "child"]
+    assert [event["text"] for event in events] == ["helper", "child", "child", "child"]
 
 
 def test_the_page_a_helper_took_and_died_on_is_read_by_the_child():
@@ -95,3 +100,50 @@ def test_the_page_a_helper_took_and_died_on_is_read_by_the_child():
     events = merged(helper)
     assert [event["page_number"] for event in events] == PAGES
     assert {event["text"] for event in events} == {"child"}
+
+
+def helper_pages(engine: PdfiumEngine, request: Request, pages: list[int]) -> dict[int, dict]:
+    """Run the real page helper alone on ``pages``; return the events it sent by page."""
+    dispenser = PageDispenser.create(pages)
+    helper = ForkedHalf(functools.partial(helper_work, request, engine, dispenser))
+    try:
+        while not helper.ended:
+            helper.wait()
+        return {number: helper.take(number) for number in pages}
+    finally:
+        helper.close()
+        dispenser.close()
+
+
+def pdf_request(path: Path) -> Request:
+    return Request(str(path), None, None, "all", False, 10000)
+
+
+def test_a_helper_reads_the_childs_open_document_even_once_its_file_is_gone(corpus, tmp_path):
+    copy = tmp_path / "four.pdf"
+    shutil.copyfile(corpus / FOUR_PAGES, copy)
+    engine = PdfiumEngine(str(copy), None)
+    texts = PageTexts(engine, pdf_request(copy))
+    expected = {number: page_event(texts, number) for number in (2, 3, 4)}
+    copy.unlink()  # a helper opening the file afresh would find nothing
+    assert engine.forkable
+    assert helper_pages(engine, pdf_request(copy), [2, 3, 4]) == expected
+    engine.close()
+
+
+def test_a_helper_of_a_document_read_through_its_file_opens_the_file_afresh(corpus):
+    path = corpus / FOUR_PAGES
+    engine = PdfiumEngine(str(path), None)
+    texts = PageTexts(engine, pdf_request(path))
+    expected = {number: page_event(texts, number) for number in (2, 3, 4)}
+    engine.forkable = False  # as when the file could not be mapped
+    engine.close()  # a helper using the child's document would fail on every page
+    assert helper_pages(engine, pdf_request(path), [2, 3, 4]) == expected
+
+
+def test_files_that_cannot_be_mapped_are_read_through_their_path(tmp_path):
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    assert map_file(str(empty)) is None
+    assert map_file(str(tmp_path)) is None  # a directory
+    assert map_file(str(tmp_path / "missing.pdf")) is None
