@@ -16,11 +16,12 @@ import hashlib
 import hmac
 import io
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import HTTPException
@@ -47,6 +48,7 @@ from jobmanager import JobManager
 from jobstore import TERMINAL, EncodedJob, JobStatus, JobStore, open_job_store
 from nhost_auth import resolve_nhost_identity, verify_nhost_token
 from nhost_client import config_problems, nhost_status
+from uploads import UploadFile
 from validation import parse_options, parse_wait
 from webhooks import check_url
 
@@ -180,11 +182,28 @@ class LargeBodyReads:
         return self.wsgi_app(environ, start_response)
 
 
+class UploadRequest(Request):
+    """Flask's request, writing each uploaded file where its job will keep it (``uploads``)."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> Any:
+        directory = services().settings.upload_dir or tempfile.gettempdir()
+        return UploadFile.create(directory) or super()._get_file_stream(
+            total_content_length, content_type, filename, content_length
+        )
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app with its job store and job manager."""
     settings = settings or load_settings()
     logs.configure_logging(settings)
     app = Flask(__name__)
+    app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     app.json.sort_keys = False
     app.wsgi_app = LargeBodyReads(app.wsgi_app)

@@ -121,8 +121,8 @@ class JobManager:
         job_id, token = new_job_id(), new_job_id()
         job_dir = make_job_dir(self.settings)
         try:
-            upload = save_upload(stream, job_dir, self.settings)
-            screening = self.screener.screen_upload(upload)
+            upload, sha256 = save_upload(stream, job_dir, self.settings)
+            screening = self.screener.screen_upload(upload, sha256)
             prints = Fingerprints.of(screening["sha256"], options, webhook_url)
             known = self._known_job(
                 Submission(job_id, options, owner, idempotency_key, webhook_url, screening), prints

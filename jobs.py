@@ -7,8 +7,8 @@ Every write a pipeline makes goes through ``FencedWriter``, fenced by the run's 
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import shutil
 import tempfile
 import time
 import uuid
@@ -35,6 +35,7 @@ from jobstore import TERMINAL, InvalidTransition, JobStatus, JobStore, Stage
 from nhost_client import NhostClient
 from sanitize import sanitize_page_text
 from screening import Screener
+from uploads import UploadFile
 from validation import JobOptions, check_upload_file
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,29 @@ def make_job_dir(settings: Settings) -> Path:
     return Path(tempfile.mkdtemp(prefix="pdfx-job-", dir=settings.upload_dir))
 
 
-def save_upload(stream: BinaryIO, job_dir: Path, settings: Settings) -> Path:
-    """Copy the upload into the job dir under a server-made name, block by block."""
+def save_upload(stream: BinaryIO, job_dir: Path, settings: Settings) -> tuple[Path, str]:
+    """Put the upload in the job dir under a server-made name; return its path and SHA-256.
+
+    An ``UploadFile`` (hashed as the parser wrote it) is linked there; any other stream is
+    copied block by block and hashed as it is copied.
+    """
     target = job_dir / UPLOAD_NAME
-    with target.open("wb") as out:
-        shutil.copyfileobj(stream, out, COPY_BLOCK)
+    if isinstance(stream, UploadFile) and stream.link_to(target):
+        sha256 = stream.sha256()
+    else:
+        sha256 = copy_hashed(stream, target)
     check_upload_file(target, settings)
-    return target
+    return target, sha256
+
+
+def copy_hashed(stream: BinaryIO, target: Path) -> str:
+    """Copy ``stream`` to a new file ``target``; return the SHA-256 of what was copied."""
+    digest = hashlib.sha256()
+    with target.open("wb") as out:
+        while block := stream.read(COPY_BLOCK):
+            digest.update(block)
+            out.write(block)
+    return digest.hexdigest()
 
 
 @dataclass

@@ -45,10 +45,10 @@ class Screener:
         self.reject = validate_features(split_list(settings.pdf_reject_features.lower()))
         self.dangerous_content = settings.dangerous_content
 
-    def screen_upload(self, path: Path) -> dict[str, Any]:
-        """Hash and antivirus-scan a stored upload; raise MalwareDetected or the antivirus
-        fail-mode errors."""
-        sha256 = file_sha256(path)
+    def screen_upload(self, path: Path, sha256: str | None = None) -> dict[str, Any]:
+        """Antivirus-scan a stored upload and hash it (unless its ``sha256`` is given); raise
+        MalwareDetected or the antivirus fail-mode errors."""
+        sha256 = sha256 or file_sha256(path)
         verdict = self.antivirus.scan_file(str(path))
         if verdict["status"] == "infected":
             log.warning("upload %s refused: %s", sha256, verdict["signature"])

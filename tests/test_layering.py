@@ -17,7 +17,7 @@ DOMAIN_MODULES = """
     jobstore
     leases logs metrics nhost_auth nhost_client openapi page_split pdf_engines pdf_text pypdf_lazy
     pypdf_plain
-    readiness recovery riskscan sanitize screening validation webhooks
+    readiness recovery riskscan sanitize screening uploads validation webhooks
 """
 TIERS = {
     "api": ENTRY,
