@@ -57,6 +57,10 @@ class UploadFile:
         """Return the current position."""
         return self._file.tell()
 
+    def fileno(self) -> int:
+        """Return the file's descriptor."""
+        return self._file.fileno()
+
     def sha256(self) -> str:
         """Return the SHA-256 of everything written, in hex."""
         return self._digest.hexdigest()
@@ -72,7 +76,7 @@ class UploadFile:
         try:
             # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N: the documented way to name an
             # O_TMPFILE file without privileges. A dir fd makes Python call linkat, not link.
-            os.link(str(self._file.fileno()), target, src_dir_fd=proc_fds, follow_symlinks=True)
+            os.link(str(self.fileno()), target, src_dir_fd=proc_fds, follow_symlinks=True)
         except OSError:
             return False
         finally:

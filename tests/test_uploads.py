@@ -56,7 +56,7 @@ def test_save_upload_links_an_upload_file_and_copies_any_other_stream(tmp_path):
     upload = written(tmp_path, [data])
     path, sha256 = save_upload(upload, linked_dir, settings)
     assert path == linked_dir / UPLOAD_NAME
-    assert os.fstat(upload._file.fileno()).st_ino == path.stat().st_ino  # the same file
+    assert os.fstat(upload.fileno()).st_ino == path.stat().st_ino  # the same file
     upload.close()
     copied, copied_sha256 = save_upload(io.BytesIO(data), copied_dir, settings)
     assert copied.read_bytes() == path.read_bytes() == data
