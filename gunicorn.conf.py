@@ -3,6 +3,7 @@
 import logging
 import multiprocessing
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -68,8 +69,25 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """Log that a worker has built its app and is about to accept connections."""
+    """On SIGTERM, answer the worker's long-polls at once; log that the worker is ready."""
+    graceful_stop = signal.getsignal(signal.SIGTERM)  # gunicorn's: stop accepting, finish
+
+    def stop_long_polls_then_stop(signum, frame):
+        # gunicorn waits up to the graceful timeout for open requests before worker_exit
+        # drains the jobs: a long-poll would spend that time and the drain would be killed.
+        services = _services(worker)
+        if services is not None:
+            services.jobs.stop_waits()
+        graceful_stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop_long_polls_then_stop)
     worker.log.info("worker %s ready", worker.pid)
+
+
+def _services(worker):
+    """Return the worker's app services (None before its app is built)."""
+    app = getattr(worker, "wsgi", None)
+    return getattr(app, "extensions", {}).get("pdfx")
 
 
 def child_exit(server, worker):
@@ -91,7 +109,6 @@ def worker_exit(server, worker):
     """On a worker's orderly exit (SIGTERM): finish jobs within the grace, hand the rest back."""
     if os.getpid() != worker.pid:
         return  # the master also calls this for workers that vanished: nothing to drain there
-    app = getattr(worker, "wsgi", None)
-    services = getattr(app, "extensions", {}).get("pdfx")
+    services = _services(worker)
     if services is not None:
         services.jobs.drain(max(0.0, graceful_timeout - DRAIN_MARGIN_S))

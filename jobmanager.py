@@ -90,6 +90,7 @@ class JobManager:
         self.draining = False
         # Long-polls hold a request thread each: at most JOB_WAIT_SLOTS of them at a time.
         self._wait_slots = threading.BoundedSemaphore(settings.job_wait_slots)  # 0: none
+        self._waits_stopped = threading.Event()  # set when the worker starts shutting down
         self.notifier = Notifier(settings, store)
         self.supervisor = Supervisor(self)
         if background:
@@ -154,13 +155,20 @@ class JobManager:
         """Wait (a long-poll) until a job run by any worker ends, at most ``timeout_s``
         (capped by JOB_WAIT_MAX_S); return False at once when every wait slot is taken."""
         timeout_s = min(timeout_s, self.settings.job_wait_max_s)
-        if timeout_s <= 0 or not self._wait_slots.acquire(blocking=False):
+        if timeout_s <= 0 or self._waits_stopped.is_set():
+            return False
+        if not self._wait_slots.acquire(blocking=False):
             return False
         try:
-            self.store.wait_ended(job_id, timeout_s)
+            self.store.wait_ended(job_id, timeout_s, self._waits_stopped)
             return True
         finally:
             self._wait_slots.release()
+
+    def stop_waits(self) -> None:
+        """Answer every long-poll now and wait in no new one: gunicorn's graceful stop waits
+        for open requests, and a 30 s long-poll would spend the grace drain needs."""
+        self._waits_stopped.set()
 
     def cancel(self, job_id: str, owner: str | None = None) -> tuple[dict, bool]:
         """Cancel a queued/running job, or purge a finished one; return (final record, purged)."""
@@ -237,6 +245,7 @@ class JobManager:
     def drain(self, timeout: float) -> None:
         """On shutdown: take no new jobs, let running ones finish, hand the rest back."""
         self.draining = True
+        self.stop_waits()
         with self._lock:
             owned = dict(self._owned)
         for job_id, item in owned.items():

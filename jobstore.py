@@ -83,6 +83,8 @@ __all__ = [
 DEFAULT_PREFIX = "pdfx"
 DEFAULT_TTLS = JobTtls()
 MAX_WATCH_RETRIES = 100
+# How often a waiting long-poll looks at its stop event (a worker shutting down sets it).
+STOP_CHECK_S = 0.5
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
@@ -188,10 +190,13 @@ class JobStore(ABC):
         """Remove the job and its tombstone (a purge); return whether it existed."""
         return self._remove(job_id) if is_valid_job_id(job_id) else False
 
-    def wait_ended(self, job_id: str, timeout_s: float) -> None:
-        """Return once the job has ended (completed, failed or gone), or after ``timeout_s``."""
+    def wait_ended(
+        self, job_id: str, timeout_s: float, stop: threading.Event | None = None
+    ) -> None:
+        """Return once the job has ended (completed, failed or gone), ``stop`` is set, or
+        after ``timeout_s``."""
         if timeout_s > 0 and is_valid_job_id(job_id):
-            self._wait_ended(job_id, timeout_s)
+            self._wait_ended(job_id, timeout_s, stop or threading.Event())
 
     def was_expired(self, job_id: str, owner: str | None = None) -> bool:
         """Tell whether an unknown id named a job of ``owner`` that existed and has expired."""
@@ -216,7 +221,7 @@ class JobStore(ABC):
     def _remove(self, job_id: str) -> bool: ...
 
     @abstractmethod
-    def _wait_ended(self, job_id: str, timeout_s: float) -> None: ...
+    def _wait_ended(self, job_id: str, timeout_s: float, stop: threading.Event) -> None: ...
 
     @abstractmethod
     def _tombstone(self, job_id: str) -> str | None:
@@ -285,9 +290,14 @@ class MemoryJobStore(JobStore):
             self._ended.notify_all()
             return True
 
-    def _wait_ended(self, job_id: str, timeout_s: float) -> None:
+    def _wait_ended(self, job_id: str, timeout_s: float, stop: threading.Event) -> None:
+        deadline = time.monotonic() + timeout_s
         with self._ended:
-            self._ended.wait_for(lambda: self._has_ended(job_id), timeout_s)
+            while not (stop.is_set() or self._has_ended(job_id)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._ended.wait(min(remaining, STOP_CHECK_S))
 
     def _has_ended(self, job_id: str) -> bool:
         """Tell whether the job is gone or terminal (caller holds the lock)."""
@@ -409,15 +419,15 @@ class RedisJobStore(JobStore):
             removed = pipe.publish(self._ended_channel(job_id), "deleted").execute()[0]
         return bool(removed)
 
-    def _wait_ended(self, job_id: str, timeout_s: float) -> None:
+    def _wait_ended(self, job_id: str, timeout_s: float, stop: threading.Event) -> None:
         # Subscribe first, then look: an end written in between is seen either way.
         deadline = time.monotonic() + timeout_s
         with _redis_errors("wait"), self.client.pubsub(ignore_subscribe_messages=True) as sub:
             sub.subscribe(self._ended_channel(job_id))
             if self._has_ended(job_id):
                 return
-            while (remaining := deadline - time.monotonic()) > 0:
-                if sub.get_message(timeout=remaining) is not None:
+            while not stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
+                if sub.get_message(timeout=min(remaining, STOP_CHECK_S)) is not None:
                     return
 
     def _has_ended(self, job_id: str) -> bool:

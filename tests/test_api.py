@@ -317,6 +317,22 @@ class TestLongPoll:
         body = app.test_client().get(f"/job/{job_id}?wait=20").get_json()
         assert time.monotonic() - start < 5 and body["status"] == "processing"
 
+    def test_a_stopping_worker_answers_its_long_polls_at_once(self, app, client):
+        job_id = stored_job(app.extensions["pdfx"].store, "processing")
+        bodies: list[dict] = []
+        waiting = threading.Thread(
+            target=lambda: bodies.append(app.test_client().get(f"/job/{job_id}?wait=20").json)
+        )
+        waiting.start()
+        time.sleep(0.3)  # the long-poll waits
+        start = time.monotonic()
+        app.extensions["pdfx"].jobs.stop_waits()  # what the worker's SIGTERM does
+        waiting.join(10)
+        assert time.monotonic() - start < 2 and bodies[0]["status"] == "processing"
+        start = time.monotonic()  # and a long-poll that comes later does not wait
+        assert client.get(f"/job/{job_id}?wait=20").get_json()["status"] == "processing"
+        assert time.monotonic() - start < 2
+
     @pytest.mark.parametrize("status", ["completed", "failed"])
     def test_wait_on_an_ended_job_answers_at_once(self, app, client, status):
         job_id = stored_job(app.extensions["pdfx"].store, status)

@@ -41,8 +41,10 @@ LIFECYCLE_ENV = {
 RECOVERY_BOUND_S = 60
 
 
-def start_server(tmp: Path, redis_url: str, prefix: str, **env: str) -> GunicornServer:
-    """Start gunicorn with 2 workers, a fast lifecycle and a private upload dir."""
+def start_server(
+    tmp: Path, redis_url: str, prefix: str, workers: int = 2, **env: str
+) -> GunicornServer:
+    """Start gunicorn (2 workers unless told), a fast lifecycle and a private upload dir."""
     uploads = tmp / "uploads"
     uploads.mkdir(exist_ok=True)
     values = {
@@ -52,7 +54,7 @@ def start_server(tmp: Path, redis_url: str, prefix: str, **env: str) -> Gunicorn
         "UPLOAD_DIR": str(uploads),
         **env,
     }
-    server = GunicornServer(values, tmp / "gunicorn.log", workers=2).start()
+    server = GunicornServer(values, tmp / "gunicorn.log", workers=workers).start()
     server.uploads = uploads
     return server
 
@@ -62,8 +64,8 @@ def make_server(tmp_path, redis_url, redis_prefix):
     """Build gunicorn servers on the shared Redis under a private prefix; stop them after."""
     servers: list[GunicornServer] = []
 
-    def make(**env: str) -> GunicornServer:
-        servers.append(start_server(tmp_path, redis_url, redis_prefix, **env))
+    def make(workers: int = 2, **env: str) -> GunicornServer:
+        servers.append(start_server(tmp_path, redis_url, redis_prefix, workers, **env))
         return servers[-1]
 
     yield make
@@ -210,6 +212,38 @@ class TestWorkerDeath:
             f"{rerun - stopped:.1f} s after, completed {done - stopped:.1f} s after"
         )
         assert rerun - stopped < RECOVERY_BOUND_S
+        assert body["status"] == "completed" and len(body["data"]["text"]) == 150, body
+        assert "handed back" in server.log()
+
+    def test_sigterm_answers_a_waiting_long_poll_at_once(self, make_server, corpus):
+        server = make_server(workers=1)  # the long-poll can only wait on the worker stopped
+        job_id = server.submit(corpus / BIG, include_tables="true", pages="1-150")
+        wait_for_pages(server, job_id)
+        worker, _ = parse_child_of(server)
+        answer: dict = {}
+
+        def long_poll() -> None:
+            try:
+                response = requests.get(
+                    f"{server.url}/job/{job_id}", params={"wait": 30}, timeout=60
+                )
+                answer.update(code=response.status_code, body=response.json())
+            except requests.RequestException as exc:
+                answer["error"] = repr(exc)
+            answer["at"] = time.monotonic()
+
+        poller = threading.Thread(target=long_poll)
+        poller.start()
+        time.sleep(1.0)  # the long-poll is waiting for the job to end
+        os.kill(worker, signal.SIGTERM)
+        stopped = time.monotonic()
+        poller.join(60)
+        # Held to the graceful timeout (4 s here, 30 s by default), it would leave the drain
+        # no time before the kill; answered at once, the drain hands the job back.
+        assert answer.get("code") == 200, answer
+        assert answer["body"]["status"] in ("queued", "processing"), answer
+        assert answer["at"] - stopped < 2.0
+        body, _ = follow(server, job_id, 300)
         assert body["status"] == "completed" and len(body["data"]["text"]) == 150, body
         assert "handed back" in server.log()
 

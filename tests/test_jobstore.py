@@ -14,6 +14,7 @@ import redis
 import config
 import errors
 from jobstore import (
+    STOP_CHECK_S,
     InvalidTransition,
     JobExists,
     JobStatus,
@@ -533,13 +534,13 @@ def other_store(request, store):
     client.close()
 
 
-def wait_in_thread(store, job_id, timeout_s=WAIT_S):
+def wait_in_thread(store, job_id, timeout_s=WAIT_S, stop=None):
     """Start ``store.wait_ended`` in a thread; return (thread, dict with its elapsed time)."""
     result: dict = {}
 
     def wait():
         start = time.monotonic()
-        store.wait_ended(job_id, timeout_s)
+        store.wait_ended(job_id, timeout_s, stop)
         result["elapsed"] = time.monotonic() - start
 
     thread = threading.Thread(target=wait)
@@ -561,6 +562,18 @@ def test_wait_ended_wakes_when_another_worker_ends_the_job(store, other_store, o
     thread.join(WAIT_S)
     assert not thread.is_alive()
     assert result["elapsed"] < WAIT_S / 2
+
+
+def test_wait_ended_returns_soon_after_its_stop_event_is_set(store):
+    job_id = processing_job(store)
+    stop = threading.Event()
+    thread, result = wait_in_thread(store, job_id, stop=stop)
+    time.sleep(0.2)
+    assert thread.is_alive()
+    stop.set()  # the worker is shutting down
+    thread.join(WAIT_S)
+    assert result["elapsed"] < 0.2 + STOP_CHECK_S + 1.0
+    assert store.get(job_id)["status"] == "processing"
 
 
 def test_wait_ended_ignores_progress_writes(store, other_store):
