@@ -153,7 +153,8 @@ class JobManager:
 
     def wait_ended(self, job_id: str, timeout_s: float) -> bool:
         """Wait (a long-poll) until a job run by any worker ends, at most ``timeout_s``
-        (capped by JOB_WAIT_MAX_S); return False at once when every wait slot is taken."""
+        (capped by JOB_WAIT_MAX_S); return False at once when every wait slot is taken or
+        the worker is stopping."""
         timeout_s = min(timeout_s, self.settings.job_wait_max_s)
         if timeout_s <= 0 or self._waits_stopped.is_set():
             return False
