@@ -78,3 +78,18 @@ def test_the_api_parses_uploaded_files_into_upload_files(tmp_path):
         assert stream.sha256() == hashlib.sha256(data).hexdigest()
     assert stream.closed  # the request's end closes it: nothing is left in the directory
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_api_keeps_werkzeugs_file_where_no_upload_file_can_be_made(tmp_path):
+    missing = tmp_path / "missing"  # O_TMPFILE fails here, as on a filesystem without it
+    app = create_app(load_settings(upload_dir=str(missing), ratelimit_enabled=False))
+    data = plain()
+    builder = EnvironBuilder(
+        method="POST", path="/extract/async", data={"file": (io.BytesIO(data), "a.pdf")}
+    )
+    with app.request_context(builder.get_environ()):
+        from flask import request
+
+        stream = request.files["file"].stream
+        assert not isinstance(stream, UploadFile)
+        assert stream.read() == data
