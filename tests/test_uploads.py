@@ -6,7 +6,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
+from flask import request
 from werkzeug.test import EnvironBuilder
 
 from api import create_app
@@ -63,16 +68,23 @@ def test_save_upload_links_an_upload_file_and_copies_any_other_stream(tmp_path):
     assert sha256 == copied_sha256 == hashlib.sha256(data).hexdigest()
 
 
-def test_the_api_parses_uploaded_files_into_upload_files(tmp_path):
-    app = create_app(load_settings(upload_dir=str(tmp_path), ratelimit_enabled=False))
-    data = plain()
+@contextmanager
+def parsed_upload(upload_dir: Path, data: bytes) -> Iterator[Any]:
+    """Parse a POST of ``data`` with the app's own request class; yield the file's stream."""
+    app = create_app(load_settings(upload_dir=str(upload_dir), ratelimit_enabled=False))
     builder = EnvironBuilder(
         method="POST", path="/extract/async", data={"file": (io.BytesIO(data), "a.pdf")}
     )
-    with app.request_context(builder.get_environ()):
-        from flask import request
+    try:
+        with app.request_context(builder.get_environ()):
+            yield request.files["file"].stream
+    finally:
+        app.extensions["pdfx"].jobs.shutdown()
 
-        stream = request.files["file"].stream
+
+def test_the_api_parses_uploaded_files_into_upload_files(tmp_path):
+    data = plain()
+    with parsed_upload(tmp_path, data) as stream:
         assert isinstance(stream, UploadFile)
         assert stream.read() == data
         assert stream.sha256() == hashlib.sha256(data).hexdigest()
@@ -81,15 +93,8 @@ def test_the_api_parses_uploaded_files_into_upload_files(tmp_path):
 
 
 def test_the_api_keeps_werkzeugs_file_where_no_upload_file_can_be_made(tmp_path):
-    missing = tmp_path / "missing"  # O_TMPFILE fails here, as on a filesystem without it
-    app = create_app(load_settings(upload_dir=str(missing), ratelimit_enabled=False))
     data = plain()
-    builder = EnvironBuilder(
-        method="POST", path="/extract/async", data={"file": (io.BytesIO(data), "a.pdf")}
-    )
-    with app.request_context(builder.get_environ()):
-        from flask import request
-
-        stream = request.files["file"].stream
+    # O_TMPFILE fails in a missing directory, as on a filesystem without it.
+    with parsed_upload(tmp_path / "missing", data) as stream:
         assert not isinstance(stream, UploadFile)
         assert stream.read() == data
