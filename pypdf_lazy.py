@@ -30,7 +30,9 @@ A classic xref table is read by pypdf 20 bytes at a time with a split and two in
 (23,699 entries, ~50 ms on 2022_Q3_INTC.pdf). ``_read_standard_xref_table`` checks a regular
 table (subsections of exact 20-byte entries, whitespace, "trailer") column by column with
 byte slices, splits it once and fills the tables by pypdf's rules; any oddity (comments, 19-
-or 21-byte entries, strict mode) is pypdf's own method.
+or 21-byte entries, strict mode) is pypdf's own method. Entries after a subsection's first,
+all at generation 0 and none known yet (the usual case), fill the tables in three bulk
+dict updates instead of a Python loop (INTC's open: 25.5 -> 21.1 ms).
 
 Every other object of an unencrypted file, outside object streams, is parsed by
 ``pypdf_plain`` when its bytes are in that module's plain subset (page and annotation
@@ -41,9 +43,10 @@ structure walk of freeculture.pdf / GeoTopo-komprimiert.pdf drops from 123 / 151
 
 from __future__ import annotations
 
+import operator
 import re
 from io import BytesIO
-from itertools import repeat
+from itertools import compress, repeat
 from typing import Any
 
 from pypdf import PdfReader
@@ -177,11 +180,39 @@ class LazyObjStmReader(PdfReader):
     def _add_table_entries(self, first: int, entries: bytes) -> None:
         """Record one subsection's entries by pypdf's rules (the newest table read wins)."""
         numbers = range(first, first + len(entries) // _ENTRY_SIZE)
-        offsets = map(int, entries.split()[0::3])
-        free_flags = (kind == ord("f") for kind in entries[17::_ENTRY_SIZE])
+        offsets = list(map(int, entries.split()[0::3]))
+        free_flags = list(map(operator.eq, entries[17::_ENTRY_SIZE], repeat(ord("f"))))
+        generations = _generations(entries)
+        # Usually every entry after the first (the free list's head) is at generation 0.
+        if len(numbers) > 1 and not any(generations[1:]):
+            self._add_entries(numbers[:1], offsets[:1], generations[:1], free_flags[:1])
+            if self._add_new_generation_0(numbers[1:], offsets[1:], free_flags[1:]):
+                return
+            numbers, offsets = numbers[1:], offsets[1:]
+            generations, free_flags = generations[1:], free_flags[1:]
+        self._add_entries(numbers, offsets, generations, free_flags)
+
+    def _add_new_generation_0(self, numbers: range, offsets: list, free_flags: list) -> bool:
+        """Record generation-0 entries in bulk, as the loop would, when none is known yet;
+        return False (and record nothing) when one is."""
+        xref, free = self.xref, self.xref_free_entry
+        if 0 not in xref:
+            xref[0] = {}
+            free[0] = {}
+        elif not xref[0].keys().isdisjoint(numbers):
+            return False  # the loop skips those: a newer table named them
+        in_use = map(operator.not_, free_flags)
+        xref[0].update(compress(zip(numbers, offsets, strict=True), in_use))
+        for table in (0, _FREE_GENERATION):
+            if table in free:
+                free[table].update(zip(numbers, free_flags, strict=True))
+        return True
+
+    def _add_entries(self, numbers: range, offsets: list, generations: list, free_flags: list):
+        """Record entries one by one by pypdf's rules."""
         xref, free = self.xref, self.xref_free_entry
         for num, offset, generation, is_free in zip(
-            numbers, offsets, _generations(entries), free_flags, strict=True
+            numbers, offsets, generations, free_flags, strict=True
         ):
             if generation not in xref:
                 xref[generation] = {}
