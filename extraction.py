@@ -190,13 +190,19 @@ class ChildLauncher:
     ) -> None:
         self.limits = limits
         self._python = python
-        # The zygote starts with the first parse, not at construction: a gunicorn worker
-        # being booted would share the CPU with its imports.
+        # The zygote starts on ``start_zygote`` (gunicorn calls it once the worker is ready)
+        # or with the first parse, not at construction: a gunicorn worker being booted
+        # would share the CPU with its imports.
         self._server = (
             ForkServer([python, "-m", "parse_child", *limits.argv()], cwd=str(PROJECT_DIR))
             if fork_server
             else None
         )
+
+    def start_zygote(self) -> None:
+        """Start the zygote ahead of the first parse (no-op without the fork server)."""
+        if self._server is not None:
+            self._server.start()
 
     def launch(self) -> subprocess.Popen[bytes] | ForkedChild:
         """Return a child waiting for its request on stdin."""

@@ -74,7 +74,8 @@ class ForkedChild:
 
 
 class ForkServer:
-    """The worker's side: start the zygote on first use, ask it for children, track them."""
+    """The worker's side: start the zygote (on ``start`` or first use), ask it for children,
+    track them."""
 
     def __init__(self, argv: list[str], cwd: str | None = None) -> None:
         self._argv = argv  # the zygote's command; ``--control-fd N`` is appended
@@ -83,16 +84,27 @@ class ForkServer:
         self._zygote: _Zygote | None = None
         self._closed = False
 
+    def start(self) -> None:
+        """Start the zygote now, unless it runs: it imports the parsers in its own process,
+        so the first fork does not wait for them."""
+        with self._lock:
+            if not self._closed:
+                self._running_zygote()
+
     def fork(self) -> ForkedChild:
         """Return a freshly forked child waiting for its request on stdin."""
         with self._lock:
             if self._closed:
                 raise ForkServerError("the fork server is closed")
-            if self._zygote is None or not self._zygote.alive:
-                if self._zygote is not None:
-                    self._zygote.close()
-                self._zygote = _Zygote(self._argv, self._cwd)
-            return self._zygote.fork()
+            return self._running_zygote().fork()
+
+    def _running_zygote(self) -> _Zygote:
+        """Return the live zygote, starting one if there is none (call with the lock held)."""
+        if self._zygote is None or not self._zygote.alive:
+            if self._zygote is not None:
+                self._zygote.close()
+            self._zygote = _Zygote(self._argv, self._cwd)
+        return self._zygote
 
     @property
     def zygote_pid(self) -> int | None:

@@ -69,7 +69,8 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """On SIGTERM, answer the worker's long-polls at once; log that the worker is ready."""
+    """Start the parse zygote; on SIGTERM, answer the worker's long-polls at once; log that
+    the worker is ready."""
     graceful_stop = signal.getsignal(signal.SIGTERM)  # gunicorn's: stop accepting, finish
 
     def stop_long_polls_then_stop(signum, frame):
@@ -81,6 +82,11 @@ def post_worker_init(worker):
         graceful_stop(signum, frame)
 
     signal.signal(signal.SIGTERM, stop_long_polls_then_stop)
+    services = _services(worker)
+    if services is not None:
+        # Booted now: the zygote's imports (~0.17 s of CPU, in its own process) no longer
+        # slow the worker's boot, and the first job no longer waits for them.
+        services.jobs.warm_up()
     worker.log.info("worker %s ready", worker.pid)
 
 

@@ -166,6 +166,10 @@ class JobManager:
         finally:
             self._wait_slots.release()
 
+    def warm_up(self) -> None:
+        """Start the parse zygote now, so the first job does not wait for its imports."""
+        self.launcher.start_zygote()
+
     def stop_waits(self) -> None:
         """Answer every long-poll now and wait in no new one: gunicorn's graceful stop waits
         for open requests, and a 30 s long-poll would spend the grace drain needs."""

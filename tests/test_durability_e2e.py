@@ -248,6 +248,22 @@ class TestWorkerDeath:
         assert "handed back" in server.log()
 
 
+class TestWorkerStart:
+    """A worker starts its parse zygote once it is ready, so no job waits for its imports."""
+
+    def test_each_worker_has_a_zygote_before_its_first_job(self, make_server, corpus):
+        server = make_server(EXTRACT_FORK_SERVER="true")
+        workers = server.worker_pids()
+        assert len(workers) == 2
+        assert wait_until(lambda: all(pgrep_children(w, "parse_child") for w in workers), 30)
+        zygotes = {w: pgrep_children(w, "parse_child") for w in workers}
+        job_id = server.submit(corpus / "clean/2022_Q3_INTC.pdf")
+        body, _ = follow(server, job_id, 60)
+        assert body["status"] == "completed", body
+        # The job's child was forked by a zygote already running: none was started for it.
+        assert {w: pgrep_children(w, "parse_child") for w in workers} == zygotes
+
+
 class TestCancelAcrossWorkers:
     """DELETE on any worker stops the parse on the worker that runs it within 2 s."""
 

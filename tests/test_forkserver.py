@@ -121,6 +121,24 @@ def test_each_parse_gets_a_fresh_child_and_the_same_zygote(launcher, corpus):
     assert len(zygotes) == 1
 
 
+def test_a_started_zygote_serves_the_first_parse(corpus):
+    launcher = ChildLauncher(LIMITS)
+    try:
+        assert launcher.zygote_pid is None  # none until started or the first parse
+        launcher.start_zygote()
+        zygote = launcher.zygote_pid
+        assert zygote is not None
+        launcher.start_zygote()  # already running: no second zygote
+        assert launcher.zygote_pid == zygote
+        events, error = parse(launcher, corpus / "clean/pdflatex-4-pages.pdf")
+        assert error is None and [e["type"] for e in events].count("page") == 4
+        assert launcher.zygote_pid == zygote
+    finally:
+        launcher.close()
+    launcher.start_zygote()  # a closed launcher starts nothing
+    assert launcher.zygote_pid is None
+
+
 def test_a_split_parse_matches_a_spawned_one(launcher, corpus):
     request = ExtractRequest(str(corpus / "clean/freeculture.pdf"), split_min_pages=32)
     with ExtractionProcess(request, launcher=launcher) as forked:
