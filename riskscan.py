@@ -56,7 +56,16 @@ _DELIMS = rb"\x00\t\n\x0c\r ()<>\[\]{}/%"
 _HEX_NAME_MAX = 36
 # Names only (an alternation with "%%EOF" makes a regex five times slower), and plain and
 # hex-escaped spellings apart: one group per regex keeps findall cheap on hostile files.
-_NAME_RE = re.compile(rb"/(%b)(?![^%b])" % (b"|".join(n.encode() for n in BYTE_NAMES), _DELIMS))
+# The lookahead for a watched name's first letter skips most of a filing's "/" fast
+# (2022_Q3_INTC.pdf: 129,390 of them; 6.6 -> 3.7 ms).
+_NAME_RE = re.compile(
+    rb"/(?=[%b])(%b)(?![^%b])"
+    % (
+        bytes(sorted({n.encode()[0] for n in BYTE_NAMES})),
+        b"|".join(n.encode() for n in BYTE_NAMES),
+        _DELIMS,
+    )
+)
 _HEX_NAME_RE = re.compile(
     rb"/([^%b#]{0,%d}#[^%b]{0,%d})(?![^%b])"
     % (_DELIMS, _HEX_NAME_MAX, _DELIMS, _HEX_NAME_MAX, _DELIMS)
