@@ -72,17 +72,16 @@ def post_worker_init(worker):
     """Start the parse zygote; on SIGTERM, answer the worker's long-polls at once; log that
     the worker is ready."""
     graceful_stop = signal.getsignal(signal.SIGTERM)  # gunicorn's: stop accepting, finish
+    services = _services(worker)
 
     def stop_long_polls_then_stop(signum, frame):
         # gunicorn waits up to the graceful timeout for open requests before worker_exit
         # drains the jobs: a long-poll would spend that time and the drain would be killed.
-        services = _services(worker)
         if services is not None:
             services.jobs.stop_waits()
         graceful_stop(signum, frame)
 
     signal.signal(signal.SIGTERM, stop_long_polls_then_stop)
-    services = _services(worker)
     if services is not None:
         # Booted now: the zygote's imports (~0.17 s of CPU, in its own process) no longer
         # slow the worker's boot, and the first job no longer waits for them.
