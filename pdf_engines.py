@@ -280,20 +280,26 @@ def open_pypdf(request: Request) -> Any:
     return reader
 
 
-def read_pypdf_metadata(request: Request) -> dict[str, Any]:
-    """Open the file with pypdf just for its metadata."""
-    with open_pypdf(request) as reader:
-        return pypdf_metadata(reader)
-
-
-def read_metadata(request: Request, engine: Engine, writer: Warner) -> dict[str, Any]:
-    """Return metadata from pypdf, else pdfium (with a warning), else empty (warning)."""
+def pypdf_reader_of(request: Request, engine: Engine) -> Any | None:
+    """Return a pypdf reader of the file (the engine's own when pypdf reads the text), or
+    None when pypdf cannot open it."""
+    if isinstance(engine, PypdfEngine):
+        return engine.reader
     try:
-        if isinstance(engine, PypdfEngine):
-            return pypdf_metadata(engine.reader)
-        return read_pypdf_metadata(request)
+        return open_pypdf(request)
     except Exception:
-        log.info("pypdf cannot read the metadata", exc_info=True)
+        log.info("pypdf cannot open the file", exc_info=True)
+        return None
+
+
+def read_metadata(reader: Any | None, engine: Engine, writer: Warner) -> dict[str, Any]:
+    """Return metadata from pypdf's ``reader``, else pdfium (with a warning), else empty
+    (warning)."""
+    if reader is not None:
+        try:
+            return pypdf_metadata(reader)
+        except Exception:
+            log.info("pypdf cannot read the metadata", exc_info=True)
     return fallback_metadata(engine, writer)
 
 

@@ -455,6 +455,31 @@ def kinds(events: list[dict]) -> list[str]:
     return [event["type"] for event in events if event["type"] != "page"]
 
 
+def test_the_metadata_route_opens_the_file_with_pypdf_once(corpus, tmp_path):
+    # The metadata and the structure walk share one reading: a second open raises here,
+    # which would leave the walk incomplete (a plain pypdf open of a 10-Q costs 80+ ms).
+    python = fake_python(
+        tmp_path,
+        "\n".join([
+            "import os",
+            "sys.path.insert(0, os.getcwd())",
+            "import pypdf",
+            "opened, pypdf_init = [], pypdf.PdfReader.__init__",
+            "def once(self, *args, **kwargs):",
+            "    if opened:",
+            "        raise RuntimeError('pypdf opened the file twice')",
+            "    opened.append(type(self).__name__)",
+            "    pypdf_init(self, *args, **kwargs)",
+            "pypdf.PdfReader.__init__ = once",
+            "import parse_child",
+            "sys.exit(parse_child.main(sys.argv[3:]))",
+        ]),
+    )  # fmt: skip
+    events = events_with(python, corpus / "clean/with-attachment.pdf", extract_type="metadata")
+    assert kinds(events) == ["opened", "security"]
+    assert {i["key"] for i in events[1]["indicators"]} == {"embedded_file"}
+
+
 @pytest.mark.parametrize("split_min_pages", [0, 2])
 def test_a_killed_metadata_process_leaves_the_fallbacks(corpus, tmp_path, split_min_pages):
     python = child_with_pypdf_open(tmp_path, KILL_ITSELF)
