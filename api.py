@@ -375,6 +375,8 @@ def log_refusal(route: str, status: int, error_code: str) -> None:
     elif status in (401, 403):
         logs.security_event("auth_failed", route=route, error_code=error_code)
     elif request.method == "POST" and route.startswith("/extract"):
+        if error_code in logs.ORDINARY_OUTCOMES:
+            return  # e.g. a scan without a text layer: the request line records it
         name = error_code if error_code in logs.NAMED_SECURITY_CODES else "upload_rejected"
         logs.security_event(name, route=route, error_code=error_code)
 

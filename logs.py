@@ -28,6 +28,10 @@ _TEXT_FIELDS = frozenset({"text", "content", "data", "chunks", "page_text"})
 REDACTED = "[redacted]"
 # Refusals logged under their own event name rather than the generic upload_rejected.
 NAMED_SECURITY_CODES = frozenset({"malware_detected", "pdf_feature_rejected", "dangerous_content"})
+# What an honest document gives as often as a hostile one: a failed extraction, no refusal.
+ORDINARY_OUTCOMES = frozenset(
+    {"password_required", "wrong_password", "no_text_layer", "no_pages", "invalid_pages"}
+)
 # LogRecord attributes an `extra` key must not overwrite (logging raises if it does).
 _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 

@@ -121,6 +121,27 @@ class TestSecurityEvents:
         after = metrics.SECURITY_EVENTS.labels("upload_rejected")._value.get()
         assert after == before + 1
 
+    @pytest.mark.parametrize(
+        ("name", "fields", "code"),
+        [
+            ("image-only/bitmap-mmr.pdf", {}, "no_text_layer"),
+            (ENCRYPTED, {}, "password_required"),
+            (ENCRYPTED, {"password": "wrong"}, "wrong_password"),
+        ],
+    )
+    def test_an_ordinary_failed_extraction_is_no_security_event(
+        self, client, corpus, capsys, name, fields, code
+    ):
+        before = metrics.SECURITY_EVENTS.labels("upload_rejected")._value.get()
+        with (corpus / name).open("rb") as handle:
+            response = client.post("/extract", data={**fields, "file": (handle, "doc.pdf")})
+        assert response.status_code == 422 and response.get_json()["error_code"] == code
+        lines = json_lines(capsys.readouterr().out)
+        assert not [line for line in lines if line.get("security")]
+        (request_line,) = events(lines, "request")
+        assert request_line["error_code"] == code and request_line["status"] == 422
+        assert metrics.SECURITY_EVENTS.labels("upload_rejected")._value.get() == before
+
     def test_rate_limited_request(self, tmp_path, capsys):
         settings = load_settings(
             redis_url=None, upload_dir=str(tmp_path), ratelimit_extract_async="1 per minute"
