@@ -7,6 +7,8 @@ the ratios service/raw and service/pdfplumber. The service path is real: gunicor
 connection and decode the result. By default the client long-polls (``GET /job/<id>?wait=30``,
 answered the moment the job ends, by whichever worker the poll reaches); ``--poll-interval S``
 polls every S seconds instead, as a client without ``wait`` does (each poll costs both sides CPU).
+``--rounds N`` measures every file N times over and prints each file's median ratio and range:
+on a shared 2-core box one round's per-file ratio moves by 0.1-0.3.
 """
 
 from __future__ import annotations
@@ -129,6 +131,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-old", action="store_true", help="skip the slow pdfplumber run")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every file this many times over (one server) and summarise the ratios",
+    )
+    parser.add_argument(
         "--poll-interval",
         type=float,
         default=0.0,
@@ -149,10 +157,17 @@ def main() -> None:
         try:
             with GunicornServer(env, Path(tmp) / "gunicorn.log", workers=2) as server:
                 via_service(server, CORPUS / "clean/minimal-document.pdf")  # warm up
-                rows = [measure(server, name, args) for name in LARGE_FILES]
+                rounds = [measure_all(server, args) for _ in range(args.rounds)]
         finally:
             redis_server.stop()
-    print_table(rows)
+    print_table(rounds[-1])
+    if len(rounds) > 1:
+        print_rounds(rounds)
+
+
+def measure_all(server: GunicornServer, args: argparse.Namespace) -> list[dict]:
+    """Measure every file once; one round."""
+    return [measure(server, name, args) for name in LARGE_FILES]
 
 
 def measure(server: GunicornServer, name: str, args: argparse.Namespace) -> dict:
@@ -177,9 +192,30 @@ def print_table(rows: list[dict]) -> None:
         )
     big = [r for r in rows if r["pages"] >= 50]
     total = sum(r["pages"] for r in big)
+    print(f"\n50+ page documents: service/raw = {large_ratio(rows):.2f} over {total} pages")
+
+
+def large_ratio(rows: list[dict]) -> float:
+    """Return service/raw over the 50+ page documents together (time-weighted)."""
+    big = [r for r in rows if r["pages"] >= 50]
     raw_s = sum(r["pages"] / r["raw"] for r in big)
-    service_s = sum(r["pages"] / r["service"] for r in big)
-    print(f"\n50+ page documents: service/raw = {raw_s / service_s:.2f} over {total} pages")
+    return raw_s / sum(r["pages"] / r["service"] for r in big)
+
+
+def print_rounds(rounds: list[list[dict]]) -> None:
+    """Print each file's service/raw in every round, and their median and range."""
+    print(f"\nservice/raw over {len(rounds)} rounds: median (min-max) and each round")
+    for index, row in enumerate(rounds[0]):
+        ratios = [found[index]["service"] / found[index]["raw"] for found in rounds]
+        print(f"{row['file']:28} {row['pages']:5d} {spread(ratios)}")
+    print(f"{'50+ page documents':34} {spread([large_ratio(rows) for rows in rounds])}")
+
+
+def spread(ratios: list[float]) -> str:
+    """Return "median (min-max): each" for a list of ratios."""
+    each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+    low, high = min(ratios), max(ratios)
+    return f"{statistics.median(ratios):5.2f} ({low:.2f}-{high:.2f}): {each}"
 
 
 if __name__ == "__main__":
