@@ -33,9 +33,10 @@ def sanitize_page_text(text: str, page_number: int) -> tuple[str, list[str]]:
     # pages need none. _UNWANTED's substitution costs no more than a search would.
     cleaned = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
     cleaned = _drop_unwanted(cleaned)
-    if _has_trailing_blanks(cleaned):
+    tabs = "\t" in cleaned
+    if _has_trailing_blanks(cleaned, tabs):
         cleaned = _TRAILING_BLANKS.sub("", cleaned)
-    if "  " in cleaned or "\t" in cleaned:  # any run of two spaces/tabs holds one of these
+    if tabs or "  " in cleaned:  # any run of two spaces/tabs holds one of these
         cleaned = _BLANK_RUN.sub(" ", cleaned)
     if "\n\n\n\n" in cleaned:
         cleaned = _EXTRA_BLANK_LINES.sub("\n\n\n", cleaned)
@@ -51,14 +52,16 @@ def _drop_unwanted(text: str) -> str:
     return text
 
 
-def _has_trailing_blanks(text: str) -> bool:
+def _has_trailing_blanks(text: str, tabs: bool) -> bool:
     """Tell whether a space or tab ends a line (where ``_TRAILING_BLANKS`` matches)."""
     # In MULTILINE mode "$" matches only before a "\n" and at the end of the text.
-    return " \n" in text or "\t\n" in text or text.endswith((" ", "\t"))
+    return " \n" in text or (tabs and "\t\n" in text) or text.endswith((" ", "\t"))
 
 
 def _cap(text: str, page_number: int) -> tuple[str, list[str]]:
     """Cut the text to MAX_PAGE_BYTES of UTF-8 on a character boundary."""
+    if len(text) <= MAX_PAGE_BYTES // 4:  # no character takes more than 4 bytes
+        return text, []
     encoded = text.encode("utf-8")
     if len(encoded) <= MAX_PAGE_BYTES:
         return text, []

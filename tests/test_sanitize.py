@@ -116,3 +116,11 @@ def test_prechecks_skip_only_steps_that_would_change_nothing() -> None:
     }
     # The class pass and the astral lookups each find something in some texts, not in others.
     assert paths == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_page_of_four_byte_characters_is_measured_in_bytes() -> None:
+    text = "\U0001f600" * (MAX_PAGE_BYTES // 4)
+    assert sanitize_page_text(text, 1) == (text, [])
+    cleaned, warnings = sanitize_page_text(text + "\U0001f600", 2)
+    assert cleaned == text
+    assert "Page 2" in warnings[0]
