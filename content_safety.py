@@ -40,18 +40,24 @@ class Rule(NamedTuple):
     """A pattern, tried only on text holding one of its lower-case trigger substrings.
 
     ``needs``, when set, finds a part of every match of ``pattern`` (so a text it finds
-    nothing in cannot match either); it is tried first, being rarer or cheaper than the
-    triggers (a literal SRE scans for, where ``pattern`` has none).
+    nothing in cannot match either): plain text, found with ``in``, or a regex. It is tried
+    first, being rarer or cheaper than the triggers (one character, which ``in`` finds ten
+    times faster than SRE, or a literal SRE scans for, where ``pattern`` has none).
     """
 
     triggers: tuple[str, ...]
     pattern: re.Pattern[str]
-    needs: re.Pattern[str] | None = None
+    needs: str | re.Pattern[str] | None = None
 
 
-def _rule(triggers: tuple[str, ...], pattern: str, flags: int = 0, needs: str = "") -> Rule:
+def _rule(
+    triggers: tuple[str, ...],
+    pattern: str,
+    flags: int = 0,
+    needs: str | re.Pattern[str] | None = None,
+) -> Rule:
     # Substring checks run at GB/s; most pages hold no trigger and skip every regex.
-    return Rule(triggers, re.compile(pattern, flags), re.compile(needs) if needs else None)
+    return Rule(triggers, re.compile(pattern, flags), needs)
 
 
 PATTERNS: dict[str, list[Rule]] = {
@@ -81,7 +87,7 @@ PATTERNS: dict[str, list[Rule]] = {
         _rule(
             ("'--", "'#", "'/*", "')"),
             r"\w'\)?(?:--|#|/\*)(?=\s|$)",
-            needs=r"'\)?(?:--|#|/\*)",
+            needs=re.compile(r"'\)?(?:--|#|/\*)"),
         ),
         _rule(
             ("xp_cmdshell", "master.", "waitfor"),
@@ -114,9 +120,9 @@ PATTERNS: dict[str, list[Rule]] = {
             ("rm",),
             r"(?:^|[;&|`]|\$\()\s*rm\s+-[a-zA-Z]*[rf][a-zA-Z]*\s+[/~*$.]",
             re.M,
-            needs=r"rm\s+-",  # "rm" is in most pages ("form"), "rm -" almost never
+            needs=re.compile(r"rm\s+-"),  # "rm" is in most pages ("form"), "rm -" almost never
         ),
-        _rule(("$(",), r"\$\(\s*" + _SHELL_WORDS + r"\b[^)\n]{0,80}\)"),
+        _rule(("$(",), r"\$\(\s*" + _SHELL_WORDS + r"\b[^)\n]{0,80}\)", needs="$"),
         _rule(("`",), r"`\s*" + _SHELL_WORDS + r"\b[^`\n]{0,80}`"),
         _rule(
             ("|",),
@@ -125,7 +131,7 @@ PATTERNS: dict[str, list[Rule]] = {
         _rule(("curl", "wget"), r"(?:;|&&|\|\|)\s*(?:curl|wget)\s+\S"),
         # One rule per alternative, each starting with its literal so SRE can scan for it
         # ("word(?<=\bword)" is "\bword"): "nc" is in most pages ("since", "once").
-        _rule(("bash",), r"bash(?<=\bbash)\s+-i\s*>&"),
+        _rule(("bash",), r"bash(?<=\bbash)\s+-i\s*>&", needs="&"),
         _rule(("/dev/tcp",), r"/dev/tcp/\d"),
         _rule(("nc",), r"nc(?<=\bnc)\s+-[a-z]*e\s"),
         _rule(("/etc/",), r"/etc/(?:passwd|shadow)\b"),
@@ -195,7 +201,10 @@ def _first_match(rules: list[Rule], text: str, lower: str) -> re.Match[str] | No
 
 def _worth_trying(rule: Rule, text: str, lower: str) -> bool:
     """Tell whether ``rule`` can match: ``needs`` finds its part and a trigger is in ``lower``."""
-    if rule.needs is not None and rule.needs.search(text) is None:
+    needs = rule.needs
+    if needs is not None and (
+        needs not in text if isinstance(needs, str) else needs.search(text) is None
+    ):
         return False
     for trigger in rule.triggers:  # noqa: SIM110 - a loop: any() costs twice as much
         if trigger in lower:
