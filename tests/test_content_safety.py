@@ -223,3 +223,26 @@ def test_straight_quotes_equals_translate():
     texts = _noisy_texts() + ["plain ascii", "naïve café", "“quoted” ‘both’ „low‚"]
     for text in texts:
         assert content_safety._straight_quotes(text) == text.translate(table)
+
+
+TRIGGERS = {
+    trigger for rules in content_safety.PATTERNS.values() for r in rules for trigger in r.triggers
+}
+
+
+def test_trigger_view_holds_each_trigger_where_lower_does():
+    texts = _noisy_texts() + ["sel—ect", "İnsert ınsert", "scrİpt", "\u212aill", "ΣΑΣ nc"]
+    for text in texts:
+        normal = content_safety._straight_quotes(unicodedata.normalize("NFKC", text))
+        view, lower = content_safety._trigger_view(normal), normal.lower()
+        assert {t for t in TRIGGERS if t in view} == {t for t in TRIGGERS if t in lower}, text
+
+
+def test_only_dotted_i_and_kelvin_sign_lower_to_ascii():
+    """What makes the trigger view exact, checked against this Python's Unicode tables."""
+    to_ascii = {c for c in map(chr, range(0x80, 0x110000)) if any(x.isascii() for x in c.lower())}
+    assert to_ascii == {"İ", "\u212a"}
+    assert unicodedata.normalize("NFKC", "\u212a") == "K"
+    for trigger in TRIGGERS:
+        assert trigger.isascii() and trigger == trigger.lower(), trigger
+        assert "?" not in trigger and not trigger.endswith("i"), trigger
