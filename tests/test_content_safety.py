@@ -225,6 +225,18 @@ def test_straight_quotes_equals_translate():
         assert content_safety._straight_quotes(text) == text.translate(table)
 
 
+def test_ten_escapes_rule_matches_where_it_did_before_it_started_with_a_literal():
+    before = re.compile(r"(?:%[0-9A-Fa-f]{2}){10,}")
+    (after,) = [rule.pattern for rule in content_safety.PATTERNS["url_encoding"][:1]]
+    rng = random.Random(3)
+    pieces = ["%", "%4", "%41", "%4g", "%fF", "%%", "a", " ", "\n", "%0A%0a"]
+    texts = ["".join(rng.choices(pieces, k=rng.randint(0, 40))) for _ in range(20000)]
+    for text in texts + ["%41" * 10, "%41" * 9, "x%41%41" * 6]:
+        expected = before.search(text)
+        found = after.search(text)
+        assert (found and found.span()) == (expected and expected.span()), text
+
+
 TRIGGERS = {
     trigger for rules in content_safety.PATTERNS.values() for r in rules for trigger in r.triggers
 }
