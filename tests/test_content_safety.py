@@ -164,6 +164,8 @@ NOISE = ["a", "Z", "1", "_", "é", " ", "\n", "\t", "-", ";", "=", "<", "%", "'"
 NOISE += ["’", "“", "”", "‘", "‚", "„", "＜", "ｒｍ", "bash", "nc", "rm", "x nc -e ", "--", "#"]
 MORE_ATTACKS = ["<body onload=go()>", "a onclick = 'x'", "x' ; truncate table t;", "a'#", "a')/* b"]
 MORE_ATTACKS += ["1; insert into t values (1)", "%2e%2e/x", "x%27 or 1", "rm -f ~/x", "</script"]
+MORE_ATTACKS += ["eval(atob('x'))", "EVAL ( UNESCAPE('%41'))", "x=DOCUMENT.COOKIE"]
+MORE_ATTACKS += ["echo x | sudo bash"]
 
 
 def _noisy_texts(count: int = 3000) -> list[str]:
@@ -180,14 +182,14 @@ def _noisy_texts(count: int = 3000) -> list[str]:
 
 
 def _first_match_without_prechecks(rules, text, lower):
-    """``_first_match`` trying every triggered rule, whatever its ``needs`` says."""
+    """``_first_match`` trying every triggered rule, whatever its ``needs`` and ``guard`` say."""
     hits = [rule.pattern.search(text) for rule in rules if any(t in lower for t in rule.triggers)]
     starts = [match.start() for match in hits if match]
     return min(starts) if starts else None
 
 
-def test_needs_prechecks_skip_only_rules_that_cannot_match():
-    skipped = tried = 0
+def test_needs_and_guards_skip_only_rules_that_cannot_match():
+    found_in = {}
     for text in _noisy_texts():
         normal = content_safety._straight_quotes(unicodedata.normalize("NFKC", text))
         lower = normal.lower()
@@ -195,12 +197,18 @@ def test_needs_prechecks_skip_only_rules_that_cannot_match():
             match = content_safety._first_match(rules, normal, lower)
             start = None if match is None else match.start()
             assert start == _first_match_without_prechecks(rules, normal, lower), text
-        for rule in (r for rules in content_safety.PATTERNS.values() for r in rules if r.needs):
+        for rule, part in _prechecks():
             for match in rule.pattern.finditer(normal):
-                assert _holds(match.group(), rule.needs), (rule.pattern.pattern, text)
-            found = _holds(normal, rule.needs)
-            skipped, tried = skipped + (not found), tried + found
-    assert skipped and tried  # both paths ran
+                assert _holds(match.group(), part), (rule.pattern.pattern, text)
+            found_in.setdefault(part, set()).add(_holds(normal, part))
+    assert all(found == {True, False} for found in found_in.values())  # both paths ran
+
+
+def _prechecks():
+    """Yield each rule with its ``needs`` and its ``guard``."""
+    for rules in content_safety.PATTERNS.values():
+        for rule in rules:
+            yield from ((rule, part) for part in (rule.needs, rule.guard) if part is not None)
 
 
 def _holds(text, part):
