@@ -34,6 +34,9 @@ _SHELL_WORDS = (
     r"(?:curl|wget|cat|id|whoami|uname|nc|ncat|bash|sh|zsh|rm|echo|python3?|perl|base64|chmod|ls)"
 )
 _I = re.IGNORECASE
+# A "-" after whitespace ("\s-", written to start with the "-" SRE scans for): part of every
+# "rm -rf" and "nc -e". "rm" and "nc" are in most pages ("form", "since"), this in few.
+_SPACE_DASH = re.compile(r"-(?<=\s-)")
 
 
 class Rule(NamedTuple):
@@ -126,7 +129,8 @@ PATTERNS: dict[str, list[Rule]] = {
             ("rm",),
             r"(?:^|[;&|`]|\$\()\s*rm\s+-[a-zA-Z]*[rf][a-zA-Z]*\s+[/~*$.]",
             re.M,
-            needs=re.compile(r"rm\s+-"),  # "rm" is in most pages ("form"), "rm -" almost never
+            needs=_SPACE_DASH,
+            guard=r"rm\s+-",
         ),
         _rule(("$(",), r"\$\(\s*" + _SHELL_WORDS + r"\b[^)\n]{0,80}\)", needs="$"),
         _rule(("`",), r"`\s*" + _SHELL_WORDS + r"\b[^`\n]{0,80}`"),
@@ -140,7 +144,7 @@ PATTERNS: dict[str, list[Rule]] = {
         # ("word(?<=\bword)" is "\bword"): "nc" is in most pages ("since", "once").
         _rule(("bash",), r"bash(?<=\bbash)\s+-i\s*>&", needs="&"),
         _rule(("/dev/tcp",), r"/dev/tcp/\d"),
-        _rule(("nc",), r"nc(?<=\bnc)\s+-[a-z]*e\s"),
+        _rule(("nc",), r"nc(?<=\bnc)\s+-[a-z]*e\s", needs=_SPACE_DASH),
         _rule(("/etc/",), r"/etc/(?:passwd|shadow)\b"),
     ],
     "url_encoding": [

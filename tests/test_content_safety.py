@@ -165,7 +165,7 @@ NOISE += ["’", "“", "”", "‘", "‚", "„", "＜", "ｒｍ", "bash", "nc
 MORE_ATTACKS = ["<body onload=go()>", "a onclick = 'x'", "x' ; truncate table t;", "a'#", "a')/* b"]
 MORE_ATTACKS += ["1; insert into t values (1)", "%2e%2e/x", "x%27 or 1", "rm -f ~/x", "</script"]
 MORE_ATTACKS += ["eval(atob('x'))", "EVAL ( UNESCAPE('%41'))", "x=DOCUMENT.COOKIE"]
-MORE_ATTACKS += ["echo x | sudo bash"]
+MORE_ATTACKS += ["echo x | sudo bash", "a;rm\t-rf /x", "nc\n-lve x"]
 
 
 def _noisy_texts(count: int = 3000) -> list[str]:
