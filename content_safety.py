@@ -34,6 +34,7 @@ _SHELL_WORDS = (
     r"(?:curl|wget|cat|id|whoami|uname|nc|ncat|bash|sh|zsh|rm|echo|python3?|perl|base64|chmod|ls)"
 )
 _I = re.IGNORECASE
+_TAUTOLOGY = r"""\s*\)?\s*(?:or|and)\s+\(?\s*(['"]?)(\w+)\1\s*=\s*\1\2\b"""  # after a quote
 # A "-" after whitespace ("\s-", written to start with the "-" SRE scans for): part of every
 # "rm -rf" and "nc -e". "rm" and "nc" are in most pages ("form", "since"), this in few.
 _SPACE_DASH = re.compile(r"-(?<=\s-)")
@@ -70,8 +71,11 @@ def _rule(
 
 PATTERNS: dict[str, list[Rule]] = {
     "sql_injection": [
-        # ' OR '1'='1  |  " or 1=1  |  ') or ('a'='a  - a tautology right after a quote
-        _rule(("=",), r"""['"]\s*\)?\s*(?:or|and)\s+\(?\s*(['"]?)(\w+)\1\s*=\s*\1\2\b""", _I),
+        # ' OR '1'='1  |  " or 1=1  |  ') or ('a'='a  - a tautology right after a quote.
+        # One rule per quote, each starting with the literal SRE scans for: "=" is on most
+        # pages of formulas.
+        _rule(("=",), "'" + _TAUTOLOGY, _I),
+        _rule(("=",), '"' + _TAUTOLOGY, _I),
         _rule(
             ("select",),
             r"\bunion\s+(?:all\s+)?select\s+(?:null\b|\*|\d|@@|[\w.]+\s*(?:,|\bfrom\b))",

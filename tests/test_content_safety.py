@@ -220,6 +220,22 @@ def test_split_shell_rules_find_what_the_combined_rule_found():
     combined = re.compile(COMBINED_SHELL_RULE)
     split = content_safety.PATTERNS["command_injection"][-4:]
     texts = _noisy_texts() + ["nc -e x", "anc -e x", "xbash -i >& y", "/etc/passwd", "/dev/tcp/1"]
+    _assert_first_starts_equal(combined, split, texts)
+
+
+# The tautology rule before it was split into one rule per opening quote.
+COMBINED_TAUTOLOGY_RULE = r"""['"]\s*\)?\s*(?:or|and)\s+\(?\s*(['"]?)(\w+)\1\s*=\s*\1\2\b"""
+
+
+def test_split_tautology_rules_find_what_the_combined_rule_found():
+    combined = re.compile(COMBINED_TAUTOLOGY_RULE, re.IGNORECASE)
+    split = content_safety.PATTERNS["sql_injection"][:2]
+    texts = _noisy_texts() + ["\"' or 'a'='a", '\'" OR "1"="1', "x' and y=y"]
+    _assert_first_starts_equal(combined, split, texts)
+
+
+def _assert_first_starts_equal(combined, split, texts):
+    """Assert the split rules' earliest match starts where the combined pattern's does."""
     for text in texts:
         starts = [match.start() for rule in split if (match := rule.pattern.search(text))]
         expected = combined.search(text)
