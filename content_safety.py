@@ -64,7 +64,7 @@ def _rule(
     needs: str | re.Pattern[str] | None = None,
     guard: str = "",
 ) -> Rule:
-    # Substring checks run at GB/s; most pages hold no trigger and skip every regex.
+    # Substring checks run at GB/s; most pages hold no trigger and skip every pattern.
     compiled_guard = re.compile(guard, flags) if guard else None
     return Rule(triggers, re.compile(pattern, flags), needs, compiled_guard)
 
@@ -206,7 +206,7 @@ def _straight_quotes(text: str) -> str:
 
 
 def _trigger_view(text: str) -> str:
-    """Return ``text.lower()`` where a trigger can be found in it, "?" for each other character."""
+    """Return ``text`` with its ASCII letters lower-cased, each non-ASCII character as "?"."""
     # str.lower() costs three times more on non-ASCII text. The triggers are lower-case
     # ASCII, hold no "?" and none ends in "i"; of all non-ASCII characters str.lower() turns
     # only "İ" (into "i" and a combining dot) and the Kelvin sign (NFKC made it "K") into
