@@ -99,6 +99,7 @@ def _sanitize_without_prechecks(text: str) -> str:
 PIECES = ["a", "é", "東", "\U0001d465", "\U0001fffd", "\U0001fffe", "\U00020000", "\U0010ffff"]
 PIECES += ["\x00", "\x0b", "\x85", "\ud800", "\ufdd0", "\ufffe", "\uffff", "\ufffd", "\xa0"]
 PIECES += [" ", "  ", "\t", "\n", "\n\n\n\n", "\r", "\r\n", " \n", "\t\n"]
+PIECES += ["\x08", "\x1f", "\x7f"]  # the ends of the ASCII controls dropped
 
 
 def test_prechecks_skip_only_steps_that_would_change_nothing() -> None:
@@ -109,13 +110,17 @@ def test_prechecks_skip_only_steps_that_would_change_nothing() -> None:
         assert sanitize_page_text(text, 1) == (_sanitize_without_prechecks(text), [])
     paths = {
         (
+            text.isascii(),
             bool(sanitize._UNWANTED.search(text)),
             any(char in text for char in sanitize._ASTRAL_NONCHARACTERS),
         )
         for text in texts
     }
-    # The class pass and the astral lookups each find something in some texts, not in others.
-    assert paths == {(False, False), (False, True), (True, False), (True, True)}
+    # The ASCII path, the class pass and the astral look-ups each find something in some
+    # texts, not in others.
+    assert paths == {(True, False, False), (True, True, False)} | {
+        (False, unwanted, astral) for unwanted in (False, True) for astral in (False, True)
+    }
 
 
 def test_page_of_four_byte_characters_is_measured_in_bytes() -> None:
