@@ -30,12 +30,18 @@ MIN_CHUNK_CHARS = 100
 MAX_CHUNKS = 10000
 
 _HYPHENS = "-\u2010"
-_LINE_END_HYPHEN = re.compile(rf"([^\W\d_])([{_HYPHENS}])[ \t]*\n[ \t]*(?=([^\W\d_]))")
-# Every _LINE_END_HYPHEN match holds one of these; each starts with a literal SRE scans for,
-# while _LINE_END_HYPHEN starts with a letter class tried at every letter (40x the cost).
-_HYPHEN_LINE_ENDS = tuple(re.compile(rf"{re.escape(hyphen)}[ \t]*\n") for hyphen in _HYPHENS)
+# A letter, a hyphen, a line end and a letter: one pattern per hyphen, each starting with the
+# hyphen (SRE scans for a leading literal, but tries a leading letter class at every letter:
+# 40x the cost), the letter before it looked behind for.
+_LINE_END_HYPHENS = tuple(
+    (hyphen, re.compile(rf"({escaped})(?<=[^\W\d_]{escaped})[ \t]*\n[ \t]*(?=([^\W\d_]))"))
+    for hyphen, escaped in zip(_HYPHENS, map(re.escape, _HYPHENS), strict=True)
+)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _PARAGRAPH = re.compile(r"[^\n]+")
+# Every whitespace character NFKC leaves but " " and "\n" ("\r" is gone before this is looked
+# for); a test checks the list against the Unicode database.
+_RARE_WHITESPACE = "\t\x0b\x0c\x1c\x1d\x1e\x1f\x85\u1680\u2028\u2029"
 # "[.!?…][.!?…]*" rather than "[.!?…]+": SRE scans ahead for a leading character class, not
 # for a repeat (the latter tries a match at every character: twice the cost).
 _SENTENCE_END = re.compile(r"[.!?\u2026][.!?\u2026]*[\"'\u201d\u2019)\]]* (?=\S)")
@@ -151,21 +157,36 @@ class Chunker:
 
 def normalize_page_text(text: str) -> str:
     """Return NFKC text with hyphenated line ends joined and whitespace unified."""
-    text = unicodedata.normalize("NFKC", text).replace("\u00ad", "")
+    text = unicodedata.normalize("NFKC", text)
+    # Each step runs only when a substring check (a C memchr) shows it has work.
+    if "\u00ad" in text:
+        text = text.replace("\u00ad", "")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if any(line_end.search(text) for line_end in _HYPHEN_LINE_ENDS):
-        text = _LINE_END_HYPHEN.sub(_join_hyphenated, text)
-    # str.split() cuts at the same characters as regex "\s" (str.isspace), at C speed.
-    paragraphs = (" ".join(part.split()) for part in _PARAGRAPH_BREAK.split(text))
+    for hyphen, line_end in _LINE_END_HYPHENS:
+        if hyphen in text:
+            text = line_end.sub(_join_hyphenated, text)
+    parts = _PARAGRAPH_BREAK.split(text)
+    if any(map(text.__contains__, _RARE_WHITESPACE)):
+        # str.split() cuts at the same characters as regex "\s" (str.isspace), at C speed.
+        paragraphs = (" ".join(part.split()) for part in parts)
+    else:
+        # The same for a part of spaces and line breaks only, without str.split()'s object
+        # per word (it was most of the normalisation's cost).
+        paragraphs = (_single_spaced(part.replace("\n", " ")) for part in parts)
     return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
 
 
 def _join_hyphenated(match: re.Match[str]) -> str:
     # Only a lower-case continuation is a split word; "Jean-\nPaul" keeps its hyphen.
-    if match.group(3).islower():
-        return match.group(1)
-    return match.group(1) + match.group(2)
+    return "" if match.group(2).islower() else match.group(1)
+
+
+def _single_spaced(text: str) -> str:
+    """Return the text stripped, each run of spaces made one space."""
+    while "  " in text:
+        text = text.replace("  ", " ")
+    return text.strip()
 
 
 def split_sentences(paragraph: str) -> list[str]:

@@ -316,29 +316,53 @@ PIECES += ["\n", "\n\n", "\r\n", "\r", "\xa0", "\u2028", "\x1c", "\u3000", ".", 
 PIECES += ['"', "'", "”", "’", ")", "]", "(", "Dr", "U.S", "e.g", "A.B", "no"]
 
 
-def _random_texts(count: int = 4000) -> list[str]:
+# The same without the whitespace that sends normalize_page_text to its str.split() path.
+SPACES_AND_LINE_BREAKS = [piece for piece in PIECES if not set(piece) & set("\t\xa0\u2028\x1c")]
+SPACES_AND_LINE_BREAKS += ["   ", " \n", "\n ", " \n \n ", "\n\n\n\n", "a-\n", "Z\u2010 \n "]
+
+
+def _random_texts(count: int = 4000, pieces: list[str] = PIECES) -> list[str]:
     rng = random.Random(17)
-    return ["".join(rng.choices(PIECES, k=rng.randint(0, 20))) for _ in range(count)]
+    return ["".join(rng.choices(pieces, k=rng.randint(0, 20))) for _ in range(count)]
+
+
+PLAIN_LINE_END_HYPHEN = re.compile(r"([^\W\d_])([-\u2010])[ \t]*\n[ \t]*(?=([^\W\d_]))")
+
+
+def _join_at_plain_hyphen(match: re.Match[str]) -> str:
+    if match.group(3).islower():
+        return match.group(1)
+    return match.group(1) + match.group(2)
 
 
 def _normalize_without_shortcuts(text: str) -> str:
     """normalize_page_text as the plain regex chain, every step applied."""
     text = unicodedata.normalize("NFKC", text).replace("\u00ad", "")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = chunking._LINE_END_HYPHEN.sub(chunking._join_hyphenated, text)
+    text = PLAIN_LINE_END_HYPHEN.sub(_join_at_plain_hyphen, text)
     parts = (re.sub(r"\s+", " ", part).strip() for part in chunking._PARAGRAPH_BREAK.split(text))
     return "\n\n".join(part for part in parts if part)
 
 
 def test_normalize_shortcuts_give_the_plain_regex_result() -> None:
-    texts = _random_texts() + ["extrac-\ntion", "co- \t\n pilot", "Jean\u2010\nPaul"]
-    joined = skipped = 0
+    texts = _random_texts() + _random_texts(pieces=SPACES_AND_LINE_BREAKS)
+    texts += ["extrac-\ntion", "co- \t\n pilot", "Jean\u2010\nPaul"]
+    joined = split = replaced = 0
     for text in texts:
         assert normalize_page_text(text) == _normalize_without_shortcuts(text), repr(text)
         nfkc = unicodedata.normalize("NFKC", text).replace("\r", "\n")
-        found = any(line_end.search(nfkc) for line_end in chunking._HYPHEN_LINE_ENDS)
-        joined, skipped = joined + found, skipped + (not found)
-    assert joined and skipped  # both paths ran
+        joined += bool(PLAIN_LINE_END_HYPHEN.search(nfkc))
+        if any(character in nfkc for character in chunking._RARE_WHITESPACE):
+            split += 1
+        else:
+            replaced += bool(re.search(" [ \n]|\n ", nfkc.strip()))
+    assert joined and split and replaced  # every path ran
+
+
+def test_rare_whitespace_is_all_whitespace_nfkc_gives_but_space_and_line_break() -> None:
+    nfkc = (unicodedata.normalize("NFKC", chr(code)) for code in range(0x110000))
+    given = {character for text in nfkc for character in text if character.isspace()}
+    assert given - {" ", "\n", "\r"} == set(chunking._RARE_WHITESPACE)
 
 
 def test_sentence_end_pattern_equals_its_plus_form() -> None:
