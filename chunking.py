@@ -21,8 +21,10 @@ How it works, in linear time:
 from __future__ import annotations
 
 import bisect
+import operator
 import re
 import unicodedata
+from itertools import accumulate, compress, count
 from typing import NamedTuple
 
 MAX_CHUNK_CHARS = 2000
@@ -45,7 +47,6 @@ _RARE_WHITESPACE = "\t\x0b\x0c\x1c\x1d\x1e\x1f\x85\u1680\u2028\u2029"
 # "[.!?…][.!?…]*" rather than "[.!?…]+": SRE scans ahead for a leading character class, not
 # for a repeat (the latter tries a match at every character: twice the cost).
 _SENTENCE_END = re.compile(r"[.!?\u2026][.!?\u2026]*[\"'\u201d\u2019)\]]* (?=\S)")
-_WORD = re.compile(r"\S+")
 _INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")
 _SENTENCE_CLOSERS = ".!?\u2026:;\"'\u201d\u2019)]"
 # Tokens that end in "." without ending a sentence ("Dr. Smith", "Fig. 3", "et al. (2020)").
@@ -57,10 +58,17 @@ _ABBREVIATION_WORDS = """
 _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
 
 
-class _Unit(NamedTuple):
-    start: int
-    end: int
-    starts_sentence: bool
+class _Units(NamedTuple):
+    """Spans of the document in order, as position lists (a tuple per unit costs an object)."""
+
+    starts: list[int]
+    ends: list[int]
+    sentence_starts: list[int]  # the starts of the units that begin a sentence
+
+    def extend(self, more: _Units) -> None:
+        """Append the units that follow these."""
+        for positions, following in zip(self, more, strict=True):
+            positions.extend(following)
 
 
 class _Document(NamedTuple):
@@ -104,7 +112,7 @@ class Chunker:
         self._held: tuple[int, str] | None = None  # the latest page, its join not yet known
         self._tail: list[str] = []  # document text not yet cut into units
         self._tail_start = 0  # where the tail starts in the document
-        self._units: list[_Unit] = []
+        self._units = _Units([], [], [])
 
     def add_page(self, number: int, text: str) -> None:
         """Take the next page (in the order ``chunk_pages`` would be given them)."""
@@ -205,15 +213,19 @@ def _page_join(previous: str, following: str) -> tuple[str, str]:
     return previous, " "
 
 
-def _split_units(text: str, size: int, offset: int = 0) -> list[_Unit]:
+def _split_units(text: str, size: int, offset: int = 0) -> _Units:
     """Cut the text into sentence units no longer than ``size``, spans shifted by ``offset``."""
-    units: list[_Unit] = []
+    starts: list[int] = []
+    ends: list[int] = []
     for paragraph in _PARAGRAPH.finditer(text):
         for start, end in _sentence_spans(text, paragraph.start(), paragraph.end()):
-            if end - start <= size:
-                units.append(_Unit(start + offset, end + offset, True))
-            else:
-                units.extend(_word_units(text, start, end, size, offset))
+            starts.append(start)
+            ends.append(end)
+    units = _Units(starts, ends, starts)
+    if max(map(operator.sub, ends, starts), default=0) > size:
+        units = _Units(*_cut_long_sentences(text, starts, ends, size), starts)
+    if offset:
+        units = _Units(*(list(map(offset.__add__, positions)) for positions in units))
     return units
 
 
@@ -246,48 +258,71 @@ def _could_be_initials(token: str) -> bool:
     return len(token) == 1 or token[1:2] == "."
 
 
-def _word_units(text: str, start: int, end: int, size: int, offset: int) -> list[_Unit]:
-    """Split an over-long sentence into words, hard-cutting words longer than ``size``."""
-    units = []
-    for word in _WORD.finditer(text, start, end):
-        word_start, word_end = word.span()
-        if word_end - word_start <= size:
-            units.append(_Unit(word_start + offset, word_end + offset, word_start == start))
-            continue
-        for cut in range(word_start, word_end, size):
-            units.append(_Unit(cut + offset, min(cut + size, word_end) + offset, cut == start))
-    return units
+def _cut_long_sentences(
+    text: str, starts: list[int], ends: list[int], size: int
+) -> tuple[list[int], list[int]]:
+    """Return the unit starts and ends with each sentence longer than ``size`` cut into words."""
+    unit_starts: list[int] = []
+    unit_ends: list[int] = []
+    done = 0
+    for index in compress(count(), map(size.__lt__, map(operator.sub, ends, starts))):
+        word_starts, word_ends = _word_units(text, starts[index], ends[index], size)
+        unit_starts += starts[done:index] + word_starts
+        unit_ends += ends[done:index] + word_ends
+        done = index + 1
+    return unit_starts + starts[done:], unit_ends + ends[done:]
 
 
-def _pack(units: list[_Unit], size: int, overlap: int) -> tuple[list[tuple[int, int]], bool]:
+def _word_units(text: str, start: int, end: int, size: int) -> tuple[list[int], list[int]]:
+    """Return the starts and ends of a sentence's words, hard-cutting words longer than ``size``."""
+    # A normalised paragraph is words between single spaces, so the words' lengths place them:
+    # no match object per word (table rows are long runs of short words).
+    lengths = list(map(len, text[start:end].split(" ")))
+    word_starts = list(accumulate([length + 1 for length in lengths[:-1]], initial=start))
+    word_ends = list(map(operator.add, word_starts, lengths))
+    if max(lengths) <= size:
+        return word_starts, word_ends
+    cut_starts: list[int] = []
+    cut_ends: list[int] = []
+    for word_start, word_end in zip(word_starts, word_ends, strict=True):
+        cuts = range(word_start, word_end, size)
+        cut_starts += cuts
+        cut_ends += [min(cut + size, word_end) for cut in cuts]
+    return cut_starts, cut_ends
+
+
+def _pack(units: _Units, size: int, overlap: int) -> tuple[list[tuple[int, int]], bool]:
     """Pack units into (start, end) chunk spans; report whether MAX_CHUNKS cut the document."""
+    starts, ends = units.starts, units.ends
     spans: list[tuple[int, int]] = []
     first = 0
     next_new = 0
-    while next_new < len(units):
+    while next_new < len(starts):
         if len(spans) == MAX_CHUNKS:
             return spans, True
-        last = next_new
-        while last + 1 < len(units) and units[last + 1].end - units[first].start <= size:
-            last += 1
-        spans.append((units[first].start, units[last].end))
+        # Units are disjoint and in order, so their ends rise: the last unit that fits is
+        # found by bisection (from the next new one, which always fits, so the loop advances).
+        last = bisect.bisect_right(ends, starts[first] + size, next_new + 1) - 1
+        spans.append((starts[first], ends[last]))
         next_new = last + 1
-        if next_new < len(units):
+        if next_new < len(starts):
             first = _overlap_start(units, first, last, size, overlap)
     return spans, False
 
 
-def _overlap_start(units: list[_Unit], first: int, last: int, size: int, overlap: int) -> int:
+def _overlap_start(units: _Units, first: int, last: int, size: int, overlap: int) -> int:
     """Return the unit the next chunk starts at: the earliest fitting trailing sentence."""
-    following_end = units[last + 1].end
-    best = last + 1
-    candidate = last
-    while candidate > first and units[last].end - units[candidate].start <= overlap:
-        fits = following_end - units[candidate].start <= size
-        if units[candidate].starts_sentence and fits:
-            best = candidate
-        candidate -= 1
-    return best
+    starts, sentence_starts = units.starts, units.sentence_starts
+    # The earliest sentence start within the overlap of the chunk's end and within the size of
+    # the next new unit's end (which did not fit after the chunk's first unit: none is first).
+    lowest = max(units.ends[last] - overlap, units.ends[last + 1] - size)
+    candidate = bisect.bisect_left(starts, lowest)
+    if candidate > last:
+        return last + 1
+    sentence = bisect.bisect_left(sentence_starts, starts[candidate])
+    if sentence == len(sentence_starts) or sentence_starts[sentence] > starts[last]:
+        return last + 1
+    return bisect.bisect_left(starts, sentence_starts[sentence], candidate, last + 1)
 
 
 def _chunk(index: int, document: _Document, start: int, end: int) -> dict:

@@ -191,6 +191,12 @@ def test_no_chunk_exceeds_the_maximum_even_for_a_huge_token() -> None:
         assert all(c["pages"] == [1] for c in chunks if "xxxx" in c["text"])
 
 
+def test_a_word_longer_than_the_size_is_cut_into_pieces_of_the_size() -> None:
+    pages = [(1, f"Intro. {'x' * 250} tail. Next {'y' * 101} end.")]
+    texts = [chunk["text"] for chunk in chunk_pages(pages, 100, 0)[0]]
+    assert texts == ["Intro.", "x" * 100, "x" * 100, "x" * 50 + " tail. Next", "y" * 100, "y end."]
+
+
 def test_chunk_size_and_overlap_are_clamped() -> None:
     text = " ".join(f"Word{i}." for i in range(500))
     chunks, _ = chunk_pages([(1, text)], chunk_size=10, chunk_overlap=-5)
