@@ -24,7 +24,7 @@ import bisect
 import operator
 import re
 import unicodedata
-from itertools import accumulate, compress, count
+from itertools import accumulate, compress, count, filterfalse
 from typing import NamedTuple
 
 MAX_CHUNK_CHARS = 2000
@@ -44,9 +44,6 @@ _PARAGRAPH = re.compile(r"[^\n]+")
 # Every whitespace character NFKC leaves but " " and "\n" ("\r" is gone before this is looked
 # for); a test checks the list against the Unicode database.
 _RARE_WHITESPACE = "\t\x0b\x0c\x1c\x1d\x1e\x1f\x85\u1680\u2028\u2029"
-# "[.!?…][.!?…]*" rather than "[.!?…]+": SRE scans ahead for a leading character class, not
-# for a repeat (the latter tries a match at every character: twice the cost).
-_SENTENCE_END = re.compile(r"[.!?\u2026][.!?\u2026]*[\"'\u201d\u2019)\]]* (?=\S)")
 _INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")
 _SENTENCE_CLOSERS = ".!?\u2026:;\"'\u201d\u2019)]"
 # Tokens that end in "." without ending a sentence ("Dr. Smith", "Fig. 3", "et al. (2020)").
@@ -56,6 +53,45 @@ _ABBREVIATION_WORDS = """
     Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec
 """
 _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
+_MARKS = ".!?\u2026"  # a sentence ends with a run of these,
+_CLOSERS = "\"'\u201d\u2019)\\]"  # then any of these (in a regex class), then a space
+# Characters str.islower() is False for: a sentence end before one needs no Python call.
+_NOT_LOWER = "!-`{-~\u2013\u2014\u2018\u201c\xc0-\xde"
+
+
+def _sentence_end_pattern(mark: str) -> re.Pattern[str]:
+    """Compile the sentence ends whose run of marks starts with ``mark``.
+
+    It matches where "[.!?…]+[closers]* (?=\\S)" does, save before a-z: with no group where a
+    sentence surely ends, with one where ``_ends_sentence`` must decide (a lone "." after what
+    may be an abbreviation or initials, or a next character only str.islower() can judge).
+    """
+    escaped = re.escape(mark)
+    first = f"{escaped}(?<![{_MARKS}]{escaped})"  # SRE scans for the literal it starts with
+    rest = f"[{_MARKS}]*[{_CLOSERS}]* "
+    sure = f"(?=[{_NOT_LOWER}])"
+    judged = f"(?=[^\\s{_NOT_LOWER}a-z])()"
+    if mark != ".":
+        return re.compile(f"{first}{rest}(?:{sure}|{judged})")
+    letter = r"[^\W\d_]"
+    # A lone "." after a non-letter, or after two letters that end no abbreviation (a word
+    # boundary before it), ends a sentence: no initials nor abbreviation can end there.
+    no_abbreviation = "".join(f"(?<!\\b(?:{words})\\. )" for words in _abbreviations_by_length())
+    lone = f" {sure}(?:(?<!{letter}\\. )|(?<={letter}{{2}}\\. ){no_abbreviation})"
+    more = f"(?:[{_MARKS}]+[{_CLOSERS}]*|[{_CLOSERS}]+) {sure}"
+    return re.compile(f"{first}(?:{lone}|{more}|{rest}{judged}| {sure}())")
+
+
+def _abbreviations_by_length() -> list[str]:
+    """Return the abbreviations as one regex alternation per length."""
+    by_length: dict[int, list[str]] = {}
+    for word in sorted(_ABBREVIATIONS):
+        by_length.setdefault(len(word), []).append(re.escape(word))
+    return ["|".join(words) for words in by_length.values()]
+
+
+_SENTENCE_ENDS = tuple((mark, _sentence_end_pattern(mark)) for mark in _MARKS)
+_DOUBTFUL = operator.attrgetter("lastindex")
 
 
 class _Units(NamedTuple):
@@ -199,7 +235,8 @@ def _single_spaced(text: str) -> str:
 
 def split_sentences(paragraph: str) -> list[str]:
     """Split one normalised paragraph (single spaces, no line breaks) into sentences."""
-    return [paragraph[start:end] for start, end in _sentence_spans(paragraph, 0, len(paragraph))]
+    starts, ends = _sentence_spans(paragraph, [0], [len(paragraph)])
+    return [paragraph[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
 def _page_join(previous: str, following: str) -> tuple[str, str]:
@@ -215,12 +252,10 @@ def _page_join(previous: str, following: str) -> tuple[str, str]:
 
 def _split_units(text: str, size: int, offset: int = 0) -> _Units:
     """Cut the text into sentence units no longer than ``size``, spans shifted by ``offset``."""
-    starts: list[int] = []
-    ends: list[int] = []
-    for paragraph in _PARAGRAPH.finditer(text):
-        for start, end in _sentence_spans(text, paragraph.start(), paragraph.end()):
-            starts.append(start)
-            ends.append(end)
+    paragraphs = list(_PARAGRAPH.finditer(text))
+    starts, ends = _sentence_spans(
+        text, list(map(re.Match.start, paragraphs)), list(map(re.Match.end, paragraphs))
+    )
     units = _Units(starts, ends, starts)
     if max(map(operator.sub, ends, starts), default=0) > size:
         units = _Units(*_cut_long_sentences(text, starts, ends, size), starts)
@@ -229,15 +264,29 @@ def _split_units(text: str, size: int, offset: int = 0) -> _Units:
     return units
 
 
-def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Return the sentence spans inside one paragraph span."""
-    spans = []
-    for match in _SENTENCE_END.finditer(text, start, end):
-        if _ends_sentence(text, match, start):
-            spans.append((start, match.end() - 1))
-            start = match.end()
-    spans.append((start, end))
-    return spans
+def _sentence_spans(
+    text: str, paragraph_starts: list[int], paragraph_ends: list[int]
+) -> tuple[list[int], list[int]]:
+    """Return the starts and the ends of the sentences of the paragraphs at these spans."""
+    breaks = _sentence_breaks(text, paragraph_starts)
+    # Each break is inside a paragraph, so the merged lists pair each sentence's start and end.
+    return sorted(paragraph_starts + breaks), sorted(paragraph_ends + [b - 1 for b in breaks])
+
+
+def _sentence_breaks(text: str, paragraph_starts: list[int]) -> list[int]:
+    """Return where the sentences that follow a sentence end start, in order."""
+    breaks: list[int] = []
+    for mark, pattern in _SENTENCE_ENDS:
+        if mark not in text:  # a C memchr: cheaper than the pattern's scan
+            continue
+        matches = list(pattern.finditer(text))
+        breaks += map(re.Match.end, filterfalse(_DOUBTFUL, matches))
+        for match in filter(_DOUBTFUL, matches):
+            paragraph = bisect.bisect_right(paragraph_starts, match.start()) - 1
+            if _ends_sentence(text, match, paragraph_starts[paragraph]):
+                breaks.append(match.end())
+    breaks.sort()
+    return breaks
 
 
 def _ends_sentence(text: str, match: re.Match[str], paragraph_start: int) -> bool:

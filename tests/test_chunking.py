@@ -371,11 +371,42 @@ def test_rare_whitespace_is_all_whitespace_nfkc_gives_but_space_and_line_break()
     assert given - {" ", "\n", "\r"} == set(chunking._RARE_WHITESPACE)
 
 
-def test_sentence_end_pattern_equals_its_plus_form() -> None:
-    plus_form = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]* (?=\S)")
-    for text in _random_texts():
-        expected = [match.span() for match in plus_form.finditer(text)]
-        assert [match.span() for match in chunking._SENTENCE_END.finditer(text)] == expected
+PLAIN_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]* (?=\S)")
+# Words, initials, abbreviations and the characters around sentence ends that steer
+# _sentence_breaks: the sure, the judged and the skipped ends.
+SENTENCE_PIECES = ["word", "Word", "ab", "AB", "x", "X", "7", "é", "É", "ß", "ª", "ǅ", "Σ", "_"]
+SENTENCE_PIECES += ["Dr", "Mr", "Mrs", "e.g", "i.e", "al", "approx", "Sept", "Figs", "U.S", "A.B"]
+SENTENCE_PIECES += [".", ".", "!", "?", "…", '"', "'", "”", "’", ")", "]", "(", "“", "‘", "—", "-"]
+SENTENCE_PIECES += [" ", " ", " ", "\n"]
+
+
+def _plain_sentence_breaks(text: str) -> list[int]:
+    """Where sentences start after an end, by the plain pattern and _ends_sentence alone."""
+    breaks = []
+    for paragraph in re.finditer(r"[^\n]+", text):
+        for match in PLAIN_SENTENCE_END.finditer(text, paragraph.start(), paragraph.end()):
+            if chunking._ends_sentence(text, match, paragraph.start()):
+                breaks.append(match.end())
+    return breaks
+
+
+def test_sentence_end_patterns_break_where_the_plain_pattern_and_its_checks_do() -> None:
+    not_lower = re.findall(f"[{chunking._NOT_LOWER}]", "".join(map(chr, range(0x110000))))
+    assert not any(character.islower() for character in not_lower)
+    routes = {"sure": 0, "judged and kept": 0, "judged and dropped": 0}
+    for text in _random_texts(pieces=SENTENCE_PIECES):
+        paragraph_starts = [match.start() for match in re.finditer(r"[^\n]+", text)]
+        expected = _plain_sentence_breaks(text)
+        assert chunking._sentence_breaks(text, paragraph_starts) == expected, repr(text)
+        for _, pattern in chunking._SENTENCE_ENDS:
+            for match in pattern.finditer(text):
+                if not match.lastindex:
+                    routes["sure"] += 1
+                else:
+                    routes[
+                        "judged and kept" if match.end() in expected else "judged and dropped"
+                    ] += 1
+    assert all(routes.values()), routes
 
 
 def test_initials_precheck_lets_every_initials_token_through() -> None:
