@@ -74,10 +74,10 @@ def _sentence_end_pattern(mark: str) -> re.Pattern[str]:
     if mark != ".":
         return re.compile(f"{first}{rest}(?:{sure}|{judged})")
     letter = r"[^\W\d_]"
-    # A lone "." after a non-letter, or after two letters that end no abbreviation (a word
-    # boundary before it), ends a sentence: no initials nor abbreviation can end there.
+    # A lone "." after two letters that end no abbreviation (a word boundary before it), or
+    # after a non-letter, ends a sentence: no initials nor abbreviation can end there.
     no_abbreviation = "".join(f"(?<!\\b(?:{words})\\. )" for words in _abbreviations_by_length())
-    lone = f" {sure}(?:(?<!{letter}\\. )|(?<={letter}{{2}}\\. ){no_abbreviation})"
+    lone = f" {sure}(?:(?<={letter}{letter}\\. ){no_abbreviation}|(?<!{letter}\\. ))"
     more = f"(?:[{_MARKS}]+[{_CLOSERS}]*|[{_CLOSERS}]+) {sure}"
     return re.compile(f"{first}(?:{lone}|{more}|{rest}{judged}| {sure}())")
 
@@ -201,8 +201,9 @@ class Chunker:
 
 def normalize_page_text(text: str) -> str:
     """Return NFKC text with hyphenated line ends joined and whitespace unified."""
-    text = unicodedata.normalize("NFKC", text)
-    # Each step runs only when a substring check (a C memchr) shows it has work.
+    # Each step runs only when a check (isascii is a flag, "in" a C memchr) shows it has work.
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
     if "\u00ad" in text:
         text = text.replace("\u00ad", "")
     if "\r" in text:
@@ -256,12 +257,12 @@ def _split_units(text: str, size: int, offset: int = 0) -> _Units:
     starts, ends = _sentence_spans(
         text, list(map(re.Match.start, paragraphs)), list(map(re.Match.end, paragraphs))
     )
-    units = _Units(starts, ends, starts)
-    if max(map(operator.sub, ends, starts), default=0) > size:
-        units = _Units(*_cut_long_sentences(text, starts, ends, size), starts)
     if offset:
-        units = _Units(*(list(map(offset.__add__, positions)) for positions in units))
-    return units
+        starts = [start + offset for start in starts]
+        ends = [end + offset for end in ends]
+    if max(map(operator.sub, ends, starts), default=0) > size:
+        return _Units(*_cut_long_sentences(text, offset, starts, ends, size), starts)
+    return _Units(starts, ends, starts)
 
 
 def _sentence_spans(
@@ -308,25 +309,27 @@ def _could_be_initials(token: str) -> bool:
 
 
 def _cut_long_sentences(
-    text: str, starts: list[int], ends: list[int], size: int
+    text: str, offset: int, starts: list[int], ends: list[int], size: int
 ) -> tuple[list[int], list[int]]:
     """Return the unit starts and ends with each sentence longer than ``size`` cut into words."""
     unit_starts: list[int] = []
     unit_ends: list[int] = []
     done = 0
     for index in compress(count(), map(size.__lt__, map(operator.sub, ends, starts))):
-        word_starts, word_ends = _word_units(text, starts[index], ends[index], size)
+        word_starts, word_ends = _word_units(text, offset, starts[index], ends[index], size)
         unit_starts += starts[done:index] + word_starts
         unit_ends += ends[done:index] + word_ends
         done = index + 1
     return unit_starts + starts[done:], unit_ends + ends[done:]
 
 
-def _word_units(text: str, start: int, end: int, size: int) -> tuple[list[int], list[int]]:
+def _word_units(
+    text: str, offset: int, start: int, end: int, size: int
+) -> tuple[list[int], list[int]]:
     """Return the starts and ends of a sentence's words, hard-cutting words longer than ``size``."""
     # A normalised paragraph is words between single spaces, so the words' lengths place them:
     # no match object per word (table rows are long runs of short words).
-    lengths = list(map(len, text[start:end].split(" ")))
+    lengths = list(map(len, text[start - offset : end - offset].split(" ")))
     word_starts = list(accumulate([length + 1 for length in lengths[:-1]], initial=start))
     word_ends = list(map(operator.add, word_starts, lengths))
     if max(lengths) <= size:
