@@ -40,7 +40,6 @@ _LINE_END_HYPHENS = tuple(
     for hyphen, escaped in zip(_HYPHENS, map(re.escape, _HYPHENS), strict=True)
 )
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-_PARAGRAPH = re.compile(r"[^\n]+")
 # Every whitespace character NFKC leaves but " " and "\n" ("\r" is gone before this is looked
 # for); a test checks the list against the Unicode database.
 _RARE_WHITESPACE = "\t\x0b\x0c\x1c\x1d\x1e\x1f\x85\u1680\u2028\u2029"
@@ -253,25 +252,38 @@ def _page_join(previous: str, following: str) -> tuple[str, str]:
 
 def _split_units(text: str, size: int, offset: int = 0) -> _Units:
     """Cut the text into sentence units no longer than ``size``, spans shifted by ``offset``."""
-    paragraphs = list(_PARAGRAPH.finditer(text))
-    starts, ends = _sentence_spans(
-        text, list(map(re.Match.start, paragraphs)), list(map(re.Match.end, paragraphs))
-    )
-    if offset:
-        starts = [start + offset for start in starts]
-        ends = [end + offset for end in ends]
+    starts, ends = _sentence_spans(text, *_paragraph_spans(text), offset)
     if max(map(operator.sub, ends, starts), default=0) > size:
         return _Units(*_cut_long_sentences(text, offset, starts, ends, size), starts)
     return _Units(starts, ends, starts)
 
 
+def _paragraph_spans(text: str) -> tuple[list[int], list[int]]:
+    """Return the starts and the ends of the text's paragraphs: its lines that are not empty."""
+    # str.find looks for line breaks with memchr, where a regex steps through every character.
+    starts: list[int] = []
+    ends: list[int] = []
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        if end > start:
+            starts.append(start)
+            ends.append(end)
+        start = end + 1
+    return starts, ends
+
+
 def _sentence_spans(
-    text: str, paragraph_starts: list[int], paragraph_ends: list[int]
+    text: str, paragraph_starts: list[int], paragraph_ends: list[int], offset: int = 0
 ) -> tuple[list[int], list[int]]:
-    """Return the starts and the ends of the sentences of the paragraphs at these spans."""
-    breaks = _sentence_breaks(text, paragraph_starts)
-    # Each break is inside a paragraph, so the merged lists pair each sentence's start and end.
-    return sorted(paragraph_starts + breaks), sorted(paragraph_ends + [b - 1 for b in breaks])
+    """Return the starts and the ends of the paragraphs' sentences, moved ``offset`` on."""
+    breaks = [offset + start for start in _sentence_breaks(text, paragraph_starts)]
+    starts = [offset + start for start in paragraph_starts] + breaks
+    ends = [offset + end for end in paragraph_ends] + [start - 1 for start in breaks]
+    # Each break is inside a paragraph, so the sorted lists pair each sentence's start and end.
+    return sorted(starts), sorted(ends)
 
 
 def _sentence_breaks(text: str, paragraph_starts: list[int]) -> list[int]:
