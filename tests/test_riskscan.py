@@ -65,6 +65,21 @@ def test_tokens_across_block_boundaries_count_once(tmp_path, shift):
     assert scan["size"] == len(body) + 1
 
 
+@pytest.mark.parametrize("back", range(1, 15))
+def test_hex_names_across_the_pieces_searched_for_them(tmp_path, back):
+    # Only pieces holding a "#" are searched; a piece ends at a "/", never inside a name.
+    filler = b"/Type /Page "
+    start = riskscan._HEX_PIECE - back
+    body = (filler * (start // len(filler) + 1))[:start] + b" /J#61vaScript /URI "
+    body += filler * 3000 + b"/Launch#20 /Lau#6Ech"
+    names = riskscan.scan_bytes(str(_write(tmp_path, body)))["names"]
+    assert names == {
+        "/JavaScript": {"count": 1, "obfuscated": 1},
+        "/URI": {"count": 1, "obfuscated": 0},
+        "/Launch": {"count": 1, "obfuscated": 1},
+    }
+
+
 def test_bytes_after_eof_ignore_trailing_whitespace(tmp_path):
     clean = riskscan.scan_bytes(str(_write(tmp_path, pdf_factory.plain() + b"\r\n \x00\n")))
     appended = riskscan.scan_bytes(str(_write(tmp_path, pdf_factory.data_after_eof(b"MZ 12345\n"))))
