@@ -74,6 +74,7 @@ _HEX_ESCAPE_RE = re.compile(rb"#([0-9A-Fa-f]{2})")
 # _HEX_NAME_RE is tried at every "/" (47,470 in a megabyte of 2022_Q3_INTC.pdf), so it runs
 # piece by piece and skips the pieces without a "#": a filing's dictionaries hold few.
 _HEX_PIECE = 16 * 1024
+_EOF_RE = re.compile(rb"%%EOF")  # findall is faster than bytes.count here
 _BLOCK = 1 << 20
 _OVERLAP = 256  # a %%EOF and the whitespace after it are seen in one buffer
 
@@ -121,17 +122,19 @@ def scan_bytes(path: str) -> dict[str, Any]:
     the last non-whitespace byte of the file; 0 without a marker) and ``"size"``.
     """
     tally = _ByteTally()
-    carry = b""
     with open(path, "rb") as fh:
         while True:
-            block = fh.read(_BLOCK)
-            tally.note_block(block)
-            buf = carry + block
-            limit = len(buf) if not block else _cut(buf)
-            tally.count_tokens(buf, limit)
-            if not block:
+            # A buffer is the bytes carried over and the next block, read again from the
+            # file rather than joined (a copy of each megabyte).
+            carried = tally.size - tally.base
+            fh.seek(tally.base)
+            buf = fh.read(carried + _BLOCK)
+            tally.note_block(buf, carried)
+            if len(buf) == carried:
+                tally.count_tokens(buf, len(buf))
                 return tally.result()
-            carry = buf[limit:]
+            limit = _cut(buf)
+            tally.count_tokens(buf, limit)
             tally.base += limit
 
 
@@ -147,12 +150,13 @@ class _ByteTally:
         self.size = 0
         self.base = 0
 
-    def note_block(self, block: bytes) -> None:
-        """Track the size and the end of the last non-whitespace byte."""
-        stripped = len(block.rstrip(_WHITESPACE))
-        if stripped:
+    def note_block(self, buf: bytes, carried: int) -> None:
+        """Track the size and the end of the last non-whitespace byte, given a buffer whose
+        first ``carried`` bytes were seen before."""
+        stripped = _content_end(buf, carried) - carried
+        if stripped > 0:
             self.content_end = self.size + stripped
-        self.size += len(block)
+        self.size += len(buf) - carried
 
     def count_tokens(self, buf: bytes, limit: int) -> None:
         """Count the tokens that start before ``limit`` (the rest come with the next block)."""
@@ -163,7 +167,7 @@ class _ByteTally:
         for escaped, n in Counter(_hex_names(buf, 0, limit)).items():
             self._count_hex_name(escaped, n)
         end = limit + len(b"%%EOF") - 1  # a marker counts here when it starts before limit
-        found = buf.count(b"%%EOF", 0, end)
+        found = len(_EOF_RE.findall(buf, 0, end))
         if found:
             self.eof_markers += found
             last = buf.rfind(b"%%EOF", 0, end) + len(b"%%EOF")
@@ -219,6 +223,18 @@ def _cut(buf: bytes) -> int:
     end = max(0, len(buf) - _OVERLAP)
     slash = buf.rfind(b"/", 0, end)
     return end if slash < 0 else slash
+
+
+def _content_end(buf: bytes, start: int) -> int:
+    """Return the end of the last non-whitespace byte of ``buf[start:]`` (``start`` if none),
+    stripping ever longer tails: ``rstrip`` would copy the megabyte before them."""
+    size = 64
+    while True:
+        low = max(start, len(buf) - size)
+        stripped = buf[low:].rstrip(_WHITESPACE)
+        if stripped or low == start:
+            return low + len(stripped)
+        size *= 2
 
 
 def _skip_whitespace(buf: bytes, pos: int) -> int:

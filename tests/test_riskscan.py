@@ -80,6 +80,13 @@ def test_hex_names_across_the_pieces_searched_for_them(tmp_path, back):
     }
 
 
+def test_long_trailing_whitespace_is_not_data_after_eof(tmp_path, monkeypatch):
+    monkeypatch.setattr(riskscan, "_BLOCK", 4096)
+    body = pdf_factory.data_after_eof(b"MZ") + b" \r\n" * 5000
+    scan = riskscan.scan_bytes(str(_write(tmp_path, body)))
+    assert (scan["eof_markers"], scan["bytes_after_eof"], scan["size"]) == (1, 2, len(body))
+
+
 def test_bytes_after_eof_ignore_trailing_whitespace(tmp_path):
     clean = riskscan.scan_bytes(str(_write(tmp_path, pdf_factory.plain() + b"\r\n \x00\n")))
     appended = riskscan.scan_bytes(str(_write(tmp_path, pdf_factory.data_after_eof(b"MZ 12345\n"))))
