@@ -54,6 +54,9 @@ _WHITESPACE = b"\x00\t\n\x0c\r "
 _DELIMS = rb"\x00\t\n\x0c\r ()<>\[\]{}/%"
 # Longest hex-escaped spelling of a watched name: 12 chars, each "#xx".
 _HEX_NAME_MAX = 36
+# A name either regex matches ends within this many bytes of its "/" (the "/", 36 bytes,
+# a "#", 36 bytes, and the byte after, read by the lookahead).
+_NAME_REACH = 2 * _HEX_NAME_MAX + 3
 # Names only (an alternation with "%%EOF" makes a regex five times slower), and plain and
 # hex-escaped spellings apart: one group per regex keeps findall cheap on hostile files.
 # The lookahead for a watched name's first letter skips most of a filing's "/" fast
@@ -131,10 +134,12 @@ def scan_bytes(path: str) -> dict[str, Any]:
             buf = fh.read(carried + _BLOCK)
             tally.note_block(buf, carried)
             if len(buf) == carried:
-                tally.count_tokens(buf, len(buf))
+                tally.count_tokens(buf, len(buf), len(buf))
                 return tally.result()
-            limit = _cut(buf)
-            tally.count_tokens(buf, limit)
+            names_end, limit, held = _cut(buf, tally.held is not None)
+            tally.count_tokens(buf, names_end, limit)
+            if held >= 0:
+                tally.held = _names(buf, held, limit)
             tally.base += limit
 
 
@@ -149,6 +154,8 @@ class _ByteTally:
         self.content_end = 0
         self.size = 0
         self.base = 0
+        # The names of a "/" held back by _cut, counted with the next buffer's names.
+        self.held: tuple[list[bytes], list[bytes]] | None = None
 
     def note_block(self, buf: bytes, carried: int) -> None:
         """Track the size and the end of the last non-whitespace byte, given a buffer whose
@@ -158,14 +165,20 @@ class _ByteTally:
             self.content_end = self.size + stripped
         self.size += len(buf) - carried
 
-    def count_tokens(self, buf: bytes, limit: int) -> None:
-        """Count the tokens that start before ``limit`` (the rest come with the next block)."""
+    def count_tokens(self, buf: bytes, names_end: int, limit: int) -> None:
+        """Count the names that start before ``names_end`` and the markers that start before
+        ``limit`` (the rest come with the next buffer)."""
+        plain, escaped = _names(buf, 0, names_end)
+        if self.held is not None and names_end:
+            # First, as in the buffer that carrying the "/" would have counted it in.
+            plain, escaped = self.held[0] + plain, self.held[1] + escaped
+            self.held = None
         # Counter over findall keeps the per-token work in C: a file of 50 million "/JS "
         # tokens would take 40 s with a Python loop over finditer.
-        for name, n in Counter(_NAME_RE.findall(buf, 0, limit)).items():
+        for name, n in Counter(plain).items():
             self.names["/" + name.decode()] += n
-        for escaped, n in Counter(_hex_names(buf, 0, limit)).items():
-            self._count_hex_name(escaped, n)
+        for raw, n in Counter(escaped).items():
+            self._count_hex_name(raw, n)
         end = limit + len(b"%%EOF") - 1  # a marker counts here when it starts before limit
         found = len(_EOF_RE.findall(buf, 0, end))
         if found:
@@ -192,6 +205,11 @@ class _ByteTally:
         }
 
 
+def _names(buf: bytes, start: int, end: int) -> tuple[list[bytes], list[bytes]]:
+    """Return the plain and the hex-escaped watched names from "/"s in ``buf[start:end]``."""
+    return _NAME_RE.findall(buf, start, end), _hex_names(buf, start, end)
+
+
 def _hex_names(buf: bytes, start: int, end: int) -> list[bytes]:
     """Return ``_HEX_NAME_RE.findall(buf, start, end)``, searching only the pieces with a "#"."""
     names: list[bytes] = []
@@ -214,15 +232,28 @@ def _piece_end(buf: bytes, start: int, limit: int) -> int:
     return end if slash < 0 else slash
 
 
-def _cut(buf: bytes) -> int:
-    """Return where to stop counting in ``buf``: a "/" (or any point when none) near its end.
+def _cut(buf: bytes, holding: bool) -> tuple[int, int, int]:
+    """Return where to stop counting names and ``%%EOF`` markers in ``buf``, and the "/" held
+    back (-1 for none); the bytes from the second are carried into the next buffer.
 
-    Names never contain "/", so every name starting before a "/" ends before it: matching
-    only up to there is exact, and the rest is carried into the next buffer.
+    Names never contain "/", so every name starting before a "/" ends before it: stopping
+    at the last "/" before the final ``_OVERLAP`` bytes (or at those bytes when there is no
+    "/") is exact. A "/" far before them is not carried (a "/" then megabytes without one
+    would be copied and searched again with every block): markers are counted up to 5 bytes
+    before them, and the "/" is held back, its names counted with the next buffer's names
+    (``holding``: later buffers without a "/" do the same). A marker before that point has
+    ``_OVERLAP`` bytes after it in the buffer, so it counts as it would in a later buffer.
     """
     end = max(0, len(buf) - _OVERLAP)
     slash = buf.rfind(b"/", 0, end)
-    return end if slash < 0 else slash
+    if slash < 0 and not holding:
+        return end, end, -1
+    stop = max(0, end - len(b"%%EOF"))
+    if slash < 0:
+        return 0, stop, -1
+    if slash + _NAME_REACH > stop:
+        return slash, slash, -1
+    return slash, stop, slash
 
 
 def _content_end(buf: bytes, start: int) -> int:

@@ -80,6 +80,42 @@ def test_hex_names_across_the_pieces_searched_for_them(tmp_path, back):
     }
 
 
+@pytest.mark.parametrize(
+    ("first", "order"),
+    [(b"/J#61vaScript", ["/JS", "/JavaScript"]), (b"/URI", ["/URI", "/JS"])],
+)
+def test_a_slash_far_back_is_held_not_carried(tmp_path, monkeypatch, first, order):
+    # A "/" then no other: carrying it would copy and search the file again with every block.
+    monkeypatch.setattr(riskscan, "_BLOCK", 4096)
+    buffers: list[int] = []
+    cut = riskscan._cut
+
+    def measured_cut(buf: bytes, holding: bool) -> tuple[int, int, int]:
+        buffers.append(len(buf))
+        return cut(buf, holding)
+
+    monkeypatch.setattr(riskscan, "_cut", measured_cut)
+    body = first + b" " + b"a" * 100_000 + b" /JS %%EOF\n"
+    scan = riskscan.scan_bytes(str(_write(tmp_path, body)))
+    assert max(buffers) < 4096 + 512
+    # Counted where carrying it would count it: first in the last buffer, plain names first.
+    assert list(scan["names"]) == order
+    assert [entry["count"] for entry in scan["names"].values()] == [1, 1]
+    assert (scan["eof_markers"], scan["bytes_after_eof"], scan["size"]) == (1, 0, len(body))
+
+
+@pytest.mark.parametrize("start", range(4096 - 262, 4096 - 254))
+def test_a_marker_counted_while_a_slash_is_held_reads_all_its_whitespace(
+    tmp_path, monkeypatch, start
+):
+    # 256 bytes of whitespace after the last %%EOF are read, then the rest is data after it:
+    # a marker ending this near the buffer's end is counted with the next buffer.
+    monkeypatch.setattr(riskscan, "_BLOCK", 4096)
+    body = b"/" + b"a" * (start - 1) + b"%%EOF" + b" " * 300 + b"X"
+    scan = riskscan.scan_bytes(str(_write(tmp_path, body)))
+    assert (scan["eof_markers"], scan["bytes_after_eof"]) == (1, 300 - 256 + 1)
+
+
 def test_long_trailing_whitespace_is_not_data_after_eof(tmp_path, monkeypatch):
     monkeypatch.setattr(riskscan, "_BLOCK", 4096)
     body = pdf_factory.data_after_eof(b"MZ") + b" \r\n" * 5000
