@@ -6,8 +6,9 @@ Real 10-Q filings keep the catalog in a stream next to a 109,548-element /Dests 
 reading the catalog costs 0.5-0.9 s of pure Python (2023_Q1_MSFT.pdf) although neither the
 metadata nor the security structure walk ever looks at /Dests. ``LazyObjStmReader`` reads
 the stream's index once and parses just the requested object. Anything irregular in a stream
-(a bad header, an offset out of order, an object that does not parse) goes back to pypdf's
-own method, so hostile files meet exactly pypdf's checks, warnings and errors.
+(a bad header, an offset out of order, an object listed twice, an object that does not
+parse) goes back to pypdf's own method, so hostile files meet exactly pypdf's checks,
+warnings and errors.
 
 Opening a file, pypdf (non-strict) reads the header ``N G obj`` of every object the xref
 names, byte by byte, and drops the entries whose header does not read: 24,000 headers and
@@ -287,13 +288,16 @@ class LazyObjStmReader(PdfReader):
         tokens = raw[: int(first)].split()
         if int(count) < 1 or int(first) > len(raw) or len(tokens) != 2 * int(count):
             return None
-        if not all(token.isdigit() for token in tokens):
+        # pypdf does not skip \x0b between the numbers, as split() does.
+        if b"\x0b" in raw[: int(first)] or not all(token.isdigit() for token in tokens):
             return None
         numbers = [int(token) for token in tokens]
         pairs = list(zip(numbers[::2], numbers[1::2], strict=True))
         offsets = [offset for _, offset in pairs]
         if offsets != sorted(set(offsets)) or int(first) + offsets[-1] > len(raw):
             return None
+        if len(set(numbers[::2])) != len(pairs):
+            return None  # an object listed twice: pypdf reads the first entry
         # Only objects this stream is the authority for (incremental updates may override).
         own = {num: off for num, off in pairs if self.xref_objStm.get(num, (None,))[0] == stmnum}
         return BytesIO(raw), int(first), own

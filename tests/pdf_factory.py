@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import zlib
 from pathlib import Path
+from typing import Any
 
 # The EICAR antivirus test file, base64-encoded so that this source file is not flagged.
 EICAR = base64.b64decode(
@@ -29,8 +30,10 @@ def document(
     extra: dict[int, bytes] | None = None,
     in_objstm: tuple[int, ...] = (),
     tail: bytes = b"",
+    **objstm: Any,
 ) -> bytes:
-    """Return a one-page PDF with extra catalog/page entries and extra objects."""
+    """Return a one-page PDF with extra catalog/page entries and extra objects (``objstm``:
+    options of the object stream, see ``_with_xref_stream``)."""
     text = b"BT /F1 24 Tf 72 700 Td (Hello from the factory) Tj ET"
     objects = {
         1: b"<< /Type /Catalog /Pages 2 0 R " + catalog + b" >>",
@@ -42,7 +45,7 @@ def document(
         **(extra or {}),
     }
     if in_objstm:
-        return _with_xref_stream(objects, set(in_objstm)) + tail
+        return _with_xref_stream(objects, set(in_objstm), **objstm) + tail
     return _with_xref_table(objects) + tail
 
 
@@ -70,20 +73,27 @@ def _with_xref_table(objects: dict[int, bytes]) -> bytes:
     return bytes(out)
 
 
-def _with_xref_stream(objects: dict[int, bytes], packed: set[int]) -> bytes:
-    """Pack ``packed`` into one /ObjStm; index everything with a /XRef stream."""
+def _with_xref_stream(
+    objects: dict[int, bytes],
+    packed: set[int],
+    appended: tuple[tuple[int, bytes], ...] = (),
+    separator: bytes = b" ",
+) -> bytes:
+    """Pack ``packed`` into one /ObjStm; index everything with a /XRef stream. ``appended``
+    (number, body) entries follow in the stream (a number may repeat one); ``separator``
+    stands between the numbers of the stream's index."""
     stm_num, xref_num = max(objects) + 1, max(objects) + 2
     members = sorted(packed)
     bodies, header = b"", b""
-    for num in members:
-        header += b"%d %d " % (num, len(bodies))
-        bodies += objects[num] + b"\n"
+    for num, body in [(num, objects[num]) for num in members] + list(appended):
+        header += b"%d%s%d " % (num, separator, len(bodies))
+        bodies += body + b"\n"
     packed_data = zlib.compress(header + bodies)
     loose = {n: body for n, body in objects.items() if n not in packed}
     loose[stm_num] = (
         b"<< /Type /ObjStm /N %d /First %d /Filter /FlateDecode /Length %d >>"
         % (
-            len(members),
+            len(members) + len(appended),
             len(header),
             len(packed_data),
         )

@@ -7,6 +7,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import pdf_factory
 import pypdf
 import pytest
 from conftest import corpus_manifest
@@ -67,6 +68,23 @@ def test_the_catalog_no_longer_parses_its_neighbours(corpus: Path) -> None:
     lazy.trailer["/Root"].get_object()
     parsed = sum(1 for number in lazy.xref_objStm if lazy.cache_get_indirect_object(0, number))
     assert parsed < len(lazy.xref_objStm) // 10
+
+
+GOTO = b"<< /S /GoTo /D [3 0 R /Fit] >>"
+# Object streams whose index pypdf reads in its own way: an object listed twice (pypdf takes
+# the first entry), numbers apart by \x0b (not whitespace to pypdf: it reads 0 and fails).
+ODD_INDEXES = {
+    "script_then_goto": {"extra": {6: pdf_factory.JS_ACTION}, "appended": ((6, GOTO),)},
+    "goto_then_script": {"extra": {6: GOTO}, "appended": ((6, pdf_factory.JS_ACTION),)},
+    "vertical_tab": {"extra": {6: pdf_factory.JS_ACTION}, "separator": b"\x0b"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_INDEXES))
+def test_odd_object_stream_indexes_read_as_pypdf_reads_them(name: str) -> None:
+    data = pdf_factory.document(catalog=b"/OpenAction 6 0 R", in_objstm=(1, 6), **ODD_INDEXES[name])
+    lazy, eager = (_walked(cls, BytesIO(data), None) for cls in (LazyObjStmReader, pypdf.PdfReader))
+    assert lazy == eager
 
 
 # --- read_object_header: the fast path leaves every byte where pypdf's method does ---------
