@@ -16,6 +16,10 @@ without backslash or inner parenthesis; hex strings; at most 32 containers deep.
 well: comments (a ``%`` outside a string), ``\x0b`` outside a string, a stream, a name
 over 2,000 bytes (pypdf raises past 4,080), and whatever pypdf's element-count limits stop.
 
+``read_plain_value`` reads an object of an object stream (no header, no ``endobj``): ONE
+dictionary or array and whitespace fill the bytes from its offset to the next object's,
+and no ``stream`` follows (pypdf reads past a dictionary's ``>>`` only to look for it).
+
 Where pypdf's grammar is odd, the subset follows pypdf, not the PDF specification:
 
 * a name ends at ``\s`` (``\x0b`` included, ``\x00`` not: pypdf keeps ``\x00`` in a
@@ -32,7 +36,8 @@ Where pypdf's grammar is odd, the subset follows pypdf, not the PDF specificatio
 
 Left to the caller, as ``PdfReader.get_object`` does them: the cache (``resolved_objects``;
 ``cache_indirect_object`` also sets ``indirect_reference`` on the object it stores), free
-entries, objects in object streams, and decryption (never use this on an encrypted file).
+entries, finding an object in an object stream, and decryption (never use
+``read_plain_object`` on an encrypted file).
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ _TOKENS = (
 # outside the group), so one C call tokenizes the object and proves nothing was skipped.
 _TOKEN = re.compile(_WS + rb"(?:(" + b"|".join(_TOKENS) + rb")|[^\x00\t\n\x0c\r ])")
 _NOT_PRINTABLE = re.compile(rb"[^\t\n\r\x20-\x7e]")
+_STREAM_NEXT = re.compile(_WS + rb"stream")
 _new_int, _new_float = int.__new__, float.__new__
 
 
@@ -113,11 +119,41 @@ def read_plain_object(
     end = data.find(b"endobj", header.end(), start + _WINDOW)
     if end < 0:
         return None
-    tokens = _TOKEN.findall(data, header.end(), end)
-    if not tokens or b"" in tokens or _cut_name(tokens, data, end):
+    tokens = _tokens(data, header.end(), end)
+    if tokens is None or _cut_name(tokens, data, end):
         return None
-    if end - header.end() > _NAME_MAX_LENGTH and _long_name(tokens):
+    return _built(tokens, reader)
+
+
+def read_plain_value(data: bytes, start: int, end: int, reader: Any) -> PdfObject | None:
+    """Parse the dictionary or array that fills ``data[start:end]`` (an object of an object
+    stream, up to the next one) as pypdf's read_object would from ``start``, or return None
+    when its bytes are outside the plain subset (the caller then asks pypdf)."""
+    if end - start > _WINDOW or NameObject.CHARSETS[0] != "utf-8":
         return None
+    tokens = _tokens(data, start, end)
+    # pypdf reads a container up to its closer, and past it only to see whether "stream"
+    # follows a dictionary (the bytes up to ``end`` are whitespace).
+    if tokens is None or not (tokens[0] == b"<<" or tokens[0][0] == 91):
+        return None
+    if tokens[0] == b"<<" and _STREAM_NEXT.match(data, end):
+        return None
+    return _built(tokens, reader)
+
+
+def _tokens(data: bytes, start: int, end: int) -> list[bytes] | None:
+    """Return the tokens of ``data[start:end]``, or None when a byte starts none (or a name
+    is near pypdf's length limit)."""
+    tokens = _TOKEN.findall(data, start, end)
+    if not tokens or b"" in tokens:
+        return None
+    if end - start > _NAME_MAX_LENGTH and _long_name(tokens):
+        return None
+    return tokens
+
+
+def _built(tokens: list[bytes], reader: Any) -> PdfObject | None:
+    """Return the one value the tokens spell, or None when pypdf would read it otherwise."""
     try:
         return _build(tokens, reader)
     # ValueError: a number pypdf reads as 0 with a warning, or a name that is not UTF-8;

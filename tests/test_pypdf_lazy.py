@@ -11,7 +11,7 @@ import pdf_factory
 import pypdf
 import pytest
 from conftest import corpus_manifest
-from pypdf.generic import IndirectObject
+from pypdf.generic import DecodedStreamObject, IndirectObject
 
 import pypdf_lazy
 import riskscan
@@ -547,6 +547,25 @@ def test_plain_objects_skip_pypdfs_parser(corpus, monkeypatch) -> None:
     riskscan.scan_structure(reader)
     assert sum(parsed) > 300  # its 172 link annotations, their actions and its pages
     assert reader.get_object(3) is reader.get_object(3)  # cached, as pypdf caches
+
+
+def test_object_stream_objects_skip_pypdfs_parser(corpus, monkeypatch) -> None:
+    monkeypatch.setattr(pypdf_lazy, "read_object", lambda *args: pytest.fail("pypdf's parser"))
+    reader = LazyObjStmReader(corpus / "clean/2023_Q1_MSFT.pdf")
+    riskscan.scan_structure(reader)  # its catalog, pages and annotations: 107 objects
+
+
+def test_a_dictionary_before_stream_in_an_object_stream_reads_as_pypdf_reads_it() -> None:
+    # The next object of the stream starts with "stream": pypdf reads object 6 as a stream.
+    data = pdf_factory.document(
+        page=b"/Annots [6 0 R]",
+        extra={6: b"<< /Type /Annot /Subtype /Link /Length 3 >>"},
+        in_objstm=(6,),
+        appended=((8, b"stream\nabc\nendstream"),),
+    )
+    lazy, eager = (cls(BytesIO(data)).get_object(6) for cls in (LazyObjStmReader, pypdf.PdfReader))
+    assert type(lazy) is type(eager) is DecodedStreamObject
+    assert (lazy, lazy.get_data()) == (eager, eager.get_data())
 
 
 def test_encrypted_files_never_take_the_plain_path(corpus, monkeypatch) -> None:

@@ -13,11 +13,12 @@ import pdf_factory
 import pypdf
 import pytest
 from conftest import corpus_manifest
+from pypdf._utils import read_non_whitespace
 from pypdf.errors import LimitReachedError
 from pypdf.generic import DictionaryObject, IndirectObject, StreamObject, read_object
 
 from parse_child import configure_pypdf
-from pypdf_plain import read_plain_object
+from pypdf_plain import read_plain_object, read_plain_value
 
 FILES = [e["file"] for e in corpus_manifest() if e["class"] in {"clean", "malformed", "image-only"}]
 SAMPLE = 3000  # objects per file: 2022_Q3_INTC.pdf alone holds 23,698
@@ -497,3 +498,83 @@ def test_pypdf_limits_are_left_to_pypdf(reader: pypdf.PdfReader, limit: str, dat
         assert read_plain_object(data, 0, 1, 0, reader) is None
     with pypdf.apply_configuration(**{limit: 3}):
         assert_same(read_plain_object(data, 0, 1, 0, reader), pypdf_reads(reader, data)[1])
+
+
+# --- objects of object streams: a dictionary or array between two offsets -------------------
+
+
+def pypdf_reads_value(reader: pypdf.PdfReader, data: bytes, start: int) -> Any:
+    """Parse as the object stream reader does: skip whitespace, then read_object."""
+    stream = BytesIO(data)
+    stream.seek(start)
+    read_non_whitespace(stream)
+    stream.seek(-1, 1)
+    return read_object(stream, reader)
+
+
+NEXT_OBJECT = b"<< /Type /Next >>"
+VALUES = [
+    b"<</H/I/Type/Annot/Rect[129.0 460.0 479.0 473.0]/Border[0 0 0]/A 17 0 R>>",
+    ANNOT_CRLF[ANNOT_CRLF.index(b"<<") : ANNOT_CRLF.index(b"endobj")],
+    PAGE[PAGE.index(b"<<") : PAGE.index(b"endobj")],
+    b"  \r\n<< /A [1 2.5 (s) <41>] /B << /C null >> >>\n\n",
+    b"[1 0 R 2 0 R /Fit]",
+    b"[0 0 612 792]",
+    b"[]",
+    b"<<>>",
+    b"[[[1]] << /A [true false] >>]",
+]
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_object_stream_values_are_what_pypdf_reads(
+    reader: pypdf.PdfReader, value: bytes, pypdf_log: _Records
+) -> None:
+    data = b"7 0 8 %d " % len(value) + value + NEXT_OBJECT
+    start = data.index(value)
+    theirs = pypdf_reads_value(reader, data, start)
+    assert not pypdf_log.records
+    assert_same(read_plain_value(data, start, start + len(value), reader), theirs)
+
+
+# (value, what follows its segment): each refused, so pypdf reads it.
+REFUSED_VALUES = [
+    (b"42", b" 0 R"),  # not a container: pypdf may read on into the next object
+    (b"/Name", b"x"),
+    (b"(s)", b""),
+    (b"7 0 R", b""),
+    (b"true", b""),
+    (b"<< /Length 3 >>", b"stream\nabc\nendstream"),  # pypdf reads a stream
+    (b"<< /Length 3 >>\n", b"\x00 stream\r\nabc\nendstream"),
+    (b"<< /A 1 >> x", b""),  # more than the value
+    (b"[1 2] [3]", b""),
+    (b"<< /A 1", b" >>"),  # the value runs into the next object
+    (b"[1 2", b"]"),
+    (b"%c\n[1]", b""),
+    (b"[" + b"1 " * 40_000 + b"]", b""),  # over the 64 KB window
+    (b"[/A#20]", b""),
+]
+
+
+@pytest.mark.parametrize(("value", "after"), REFUSED_VALUES)
+def test_refused_object_stream_values(reader: pypdf.PdfReader, value: bytes, after: bytes) -> None:
+    data = value + after
+    assert read_plain_value(data, 0, len(value), reader) is None
+
+
+def test_random_object_stream_values_are_what_pypdf_reads_or_refused(
+    reader: pypdf.PdfReader, pypdf_log: _Records
+) -> None:
+    rng, accepted = random.Random(11), 0
+    for _ in range(3000):
+        value = rng.choice(GAPS) + random_value(rng) + rng.choice(GAPS)
+        data = value + rng.choice([b"", b"stream\nx", b" \nstream", b"<< /B 2 >>", b"]", b">>"])
+        ours = read_plain_value(data, 0, len(value), reader)
+        if ours is None:
+            continue
+        accepted += 1
+        pypdf_log.records.clear()
+        theirs = pypdf_reads_value(reader, data, 0)
+        assert not pypdf_log.records, data
+        assert_same(ours, theirs, repr(data))
+    assert accepted > 200
