@@ -10,8 +10,9 @@ from typing import Any
 import pdf_factory
 import pypdf
 import pytest
-from conftest import corpus_manifest
+from conftest import corpus_entry, corpus_manifest
 from pypdf.generic import DecodedStreamObject, IndirectObject
+from test_pypdf_plain import assert_same
 
 import pypdf_lazy
 import riskscan
@@ -568,9 +569,26 @@ def test_a_dictionary_before_stream_in_an_object_stream_reads_as_pypdf_reads_it(
     assert (lazy, lazy.get_data()) == (eager, eager.get_data())
 
 
-def test_encrypted_files_never_take_the_plain_path(corpus, monkeypatch) -> None:
-    entry = next(e for e in corpus_manifest() if e["class"] == "encrypted" and e.get("password"))
-    monkeypatch.setattr(pypdf_lazy, "read_plain_object", lambda *args: pytest.fail("plain"))
-    reader = LazyObjStmReader(corpus / entry["file"])
-    reader.decrypt(entry["password"])
-    riskscan.scan_structure(reader)
+# Files encrypted with RC4 (V2) and AES-256 (V5), with and without a password.
+ENCRYPTED = [
+    "clean/2022_Q3_AMZN.pdf",
+    "encrypted/libreoffice-writer-password.pdf",
+    "encrypted/issue6010_1.pdf",
+    "encrypted/issue21579.pdf",
+    "encrypted/issue15893_reduced.pdf",
+]
+
+
+@pytest.mark.parametrize("name", ENCRYPTED)
+def test_encrypted_files_plain_objects_are_decrypted_as_pypdf_decrypts_them(corpus, name):
+    reader = LazyObjStmReader(corpus / name)
+    reader.decrypt(corpus_entry(name).get("password") or "")
+    plain_objects = 0
+    for generation, table in reader.xref.items():
+        for number in list(table) if generation != 65535 else []:
+            reference = IndirectObject(number, generation, reader)
+            ours = reader._plain_object(reference)
+            if ours is not None:
+                plain_objects += 1
+                assert_same(ours, pypdf.PdfReader.get_object(reader, reference), f"{number}")
+    assert plain_objects >= 4
