@@ -221,20 +221,21 @@ def _hex_names(buf: bytes, start: int, end: int) -> list[bytes]:
     return names
 
 
-def _piece_end(buf: bytes, start: int, limit: int) -> int:
+def _piece_end(buf: bytes, start: int, end: int) -> int:
     """Return where the piece from ``start`` ends: at its last "/" (a name before it ends
-    before it), or a whole piece on when none follows ``start`` (a name from ``start`` is
+    before it), or a whole piece on when no "/" follows ``start`` (a name from ``start`` is
     shorter than a piece)."""
-    end = start + _HEX_PIECE
-    if end >= limit:
-        return limit
-    slash = buf.rfind(b"/", start + 1, end)
-    return end if slash < 0 else slash
+    whole = start + _HEX_PIECE
+    if whole >= end:
+        return end
+    slash = buf.rfind(b"/", start + 1, whole)
+    return whole if slash < 0 else slash
 
 
 def _cut(buf: bytes, holding: bool) -> tuple[int, int, int]:
-    """Return where to stop counting names and ``%%EOF`` markers in ``buf``, and the "/" held
-    back (-1 for none); the bytes from the second are carried into the next buffer.
+    """Return ``(names_end, limit, held)``: names are counted in ``buf`` before ``names_end``
+    and ``%%EOF`` markers before ``limit``, the bytes from ``limit`` on are carried into the
+    next buffer, and ``held`` is a "/" held back (-1 for none).
 
     Names never contain "/", so every name starting before a "/" ends before it: stopping
     at the last "/" before the final ``_OVERLAP`` bytes (or at those bytes when there is no
