@@ -13,8 +13,9 @@ Two views of the same file, because each is blind where the other sees:
   Objects inside object streams are seen like any other. The walk is bounded in objects
   visited and tree depth; any error or exceeded bound marks it ``structure_incomplete``.
   A leaf page whose own bytes prove it holds neither ``/AA`` nor ``/Annots`` (a plain
-  dictionary: no string, comment, stream or hex escape) is not parsed (``_PageTree``); an
-  unusual page tree goes to pypdf's flatten. Tests hold both ways equal on the corpus.
+  dictionary: no string, comment, stream or hex escape), and nothing pypdf raises on (an
+  overlong number or name, deep nesting), is not parsed (``_PageTree``); an unusual page
+  tree goes to pypdf's flatten. Tests hold both ways equal on the corpus.
 
 Risk rule (``assess``), first match wins:
 
@@ -477,6 +478,11 @@ _BRACKETS = re.compile(rb"<<|>>|[<>]")
 # A leaf holding none of these, read as bytes, holds no /AA and no /Annots: with no string,
 # comment, stream or hex escape, no key can hide, and the dictionary's end is certain.
 _MAY_ACT = (b"/Annots", b"/AA", b"/Kids", b"/Pages", b"(", b"%", b"#", b"stream")
+# pypdf raises on a number over 47 bytes, a name over 4,080, or (out of recursion) arrays
+# some hundreds deep: a page that may hold one is parsed, for the walk to fail as pypdf's.
+_NUMBER_BYTES = bytes.maketrans(b"+,-.0123456789", b"1" * 14)
+_LONG_NAME = re.compile(rb"/[^%b]{2000}" % _DELIMS)
+_MAX_OPENERS = 32
 _PAGE_WINDOW = 16 * 1024
 
 
@@ -560,10 +566,18 @@ class _PageTree:
         body = match[3]
         if any(marker in body for marker in _MAY_ACT) or not _PAGE_TYPE.search(body):
             return False
-        if not _one_dictionary(body):
+        if not _one_dictionary(body) or not _readable(body):
             return False
         self.first(kid)
         return True
+
+
+def _readable(body: bytes) -> bool:
+    """Tell whether pypdf surely reads ``body`` without raising."""
+    if body.count(b"[") + body.count(b"<<") > _MAX_OPENERS:
+        return False
+    # 41 number bytes in a row: a number pypdf refuses (or within a name: parsed all the same).
+    return b"1" * 41 not in body.translate(_NUMBER_BYTES) and _LONG_NAME.search(body) is None
 
 
 def _one_dictionary(body: bytes) -> bool:

@@ -340,6 +340,21 @@ HIDING_PAGES = {
     "hex_string_brackets": b"/X <656e646f626a> /Annots [6 0 R]",
     "page_aa": b"/AA << /O 6 0 R >>",
 }
+# Pages pypdf cannot read (it raises): the walk must fail on them as pypdf's does.
+UNREADABLE_PAGES = {
+    "long_number": b"/X " + b"1" * 100,
+    "long_real_in_array": b"/X [1." + b"1" * 100 + b"]",
+    "long_name": b"/X /" + b"N" * 4100,
+    "nested_arrays": b"/X " + b"[" * 600 + b"]" * 600,
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNREADABLE_PAGES))
+def test_page_tree_parses_pages_pypdf_cannot_read(tmp_path, monkeypatch, name):
+    path = _write(tmp_path, pdf_factory.document(page=UNREADABLE_PAGES[name]))
+    fast, slow = _both_walks(path, monkeypatch)
+    assert fast == slow
+    assert _keys(fast["indicators"]) == {"structure_incomplete": 1}
 
 
 @pytest.mark.parametrize("name", sorted(HIDING_PAGES))
